@@ -1,0 +1,132 @@
+"""Wall-clock speed-up of hard-mode dynamic inference vs the ideal speed-up from `clip_gflops`.
+
+A network of R(2+1)D-18-like (2+1)D blocks, one per stage (spatial 1×3×3 conv → BN → ReLU → temporal
+3×1×1 conv → BN → ReLU; stage shapes of R(2+1)D-18 on 8×112² clips, entered at stage 1), its spatial
+convs made dynamic (S = 2, both dimensions). For each pinned policy the hard-mode forward is timed
+against the fastest static layout of the same network (NCDHW or channels_last_3d).
+
+    python benchmarks/dynamic_speed.py [--batch 8] [--frames 8] [--size 56] [--repeats 7] [--threads 2]
+
+Prints one JSON line per policy and stage, then a last line with one JSON object keyed by policy
+(`full`, `half_channel`, `half_temporal`, `half_both`, `mixed`), each
+{"measured_speedup", "ideal_speedup", "fraction_of_ideal", ...}.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from vared_core import DynamicSpec, clip_gflops, dynamize, force_policy
+
+# (C_in, C_mid, C_out, temporal stride, spatial stride) of R(2+1)D-18's first block per stage
+STAGES = [(64, 144, 64, 1, 1), (64, 230, 128, 2, 2), (128, 460, 256, 2, 2), (256, 921, 512, 2, 2)]
+
+
+def r2plus1d_like(stages=STAGES) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for c_in, c_mid, c_out, ts, ss in stages:
+        layers += [
+            nn.Conv3d(c_in, c_mid, (1, 3, 3), stride=(1, ss, ss), padding=(0, 1, 1), bias=False),
+            nn.BatchNorm3d(c_mid), nn.ReLU(inplace=True),
+            nn.Conv3d(c_mid, c_out, (3, 1, 1), stride=(ts, 1, 1), padding=(1, 0, 0), bias=False),
+            nn.BatchNorm3d(c_out), nn.ReLU(inplace=True),
+        ]
+    return nn.Sequential(*layers)
+
+
+def median_time(fn, repeats: int) -> float:
+    with torch.no_grad():
+        fn()
+        fn()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def policies(batch: int) -> dict[str, tuple]:
+    half = batch // 2
+    return {
+        "full": (0, 0),
+        "half_channel": (0, 1),
+        "half_temporal": (1, 0),
+        "half_both": (1, 1),
+        # a mixed batch: a quarter of the clips on each of the four policies
+        "mixed": ([0, 1] * half, ([0] * 2 + [1] * 2) * (batch // 4) + [0] * (batch % 4)),
+    }
+
+
+def bench(stages, batch: int, frames: int, size: int, repeats: int) -> dict[str, dict]:
+    torch.manual_seed(0)
+    static = r2plus1d_like(stages).eval()
+    x = torch.randn(batch, stages[0][0], frames, size, size)
+    layouts = {"ncdhw": torch.contiguous_format, "channels_last_3d": torch.channels_last_3d}
+    static_times = {}
+    for name, fmt in layouts.items():
+        net, xx = copy.deepcopy(static).to(memory_format=fmt), x.contiguous(memory_format=fmt)
+        static_times[name] = median_time(lambda: net(xx), repeats)
+    layout = min(static_times, key=static_times.get)
+    fmt = layouts[layout]
+    base_time = static_times[layout]
+    spatial = [str(i) for i in range(0, 6 * len(stages), 6)]
+    dyn = dynamize(copy.deepcopy(static), DynamicSpec(search_space=2), clip_shape=tuple(x.shape[1:]), include=spatial)
+    dyn = dyn.eval().to(memory_format=fmt)
+    xx = x.contiguous(memory_format=fmt)
+    with force_policy(dyn, temporal=0, channel=0):
+        dyn(xx)
+        full_gflops = clip_gflops(dyn).mean().item()
+    results = {}
+    for name, (t, c) in policies(batch).items():
+        with force_policy(dyn, temporal=t, channel=c):
+            elapsed = median_time(lambda: dyn(xx), repeats)
+            dyn(xx)
+            gflops = clip_gflops(dyn).mean().item()
+        measured, ideal = base_time / elapsed, full_gflops / gflops
+        results[name] = {
+            "measured_speedup": round(measured, 3),
+            "ideal_speedup": round(ideal, 3),
+            "fraction_of_ideal": round(measured / ideal, 3),
+            "time_ms": round(elapsed * 1e3, 2),
+            "gflops_per_clip": round(gflops, 4),
+        }
+    return {"layout": layout, "static_time_ms": round(base_time * 1e3, 2), "policies": results}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--size", type=int, default=56, help="stage-1 feature size (56 = 112² clips)")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    common = dict(batch=args.batch, frames=args.frames, repeats=args.repeats)
+    for i, stage in enumerate(STAGES):  # per stage: the size each stage sees inside the whole network
+        size = args.size // (2 ** max(0, i - 0)) if i == 0 else args.size // 2 ** i
+        frames = max(1, args.frames // 2 ** max(0, i - 1)) if i > 0 else args.frames
+        if i > 0:  # a stage entered directly sees the previous stage's output shape
+            stage_in = (stage[0], stage[1], stage[2], 1, 1)
+            size, frames = args.size // 2**i, max(1, args.frames // 2**i)
+            r = bench([stage_in], batch=args.batch, frames=frames, size=size, repeats=args.repeats)
+        else:
+            r = bench([stage], size=size, **common)
+        print(json.dumps({"stage": i + 1, **r}))
+    whole = bench(STAGES, size=args.size, **common)
+    print(json.dumps({"network": "all stages", "batch": args.batch, "frames": args.frames,
+                      "clip": f"{args.frames}x{2 * args.size}^2", "threads": args.threads, **whole}))
+    print(json.dumps({name: {k: v[k] for k in ("measured_speedup", "ideal_speedup", "fraction_of_ideal")}
+                      for name, v in whole["policies"].items()}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""DynamicConv: pinned-full equals the original, hard equals soft, odd shapes, zero gates."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from vared_core.dynamic import DynamicConv, DynamicSpec, dynamic_layers, dynamic_mode, dynamize, force_policy
+
+
+SPECS = [
+    DynamicSpec(search_space=2),
+    DynamicSpec(search_space=3),
+    DynamicSpec(search_space=2, temporal=False),
+    DynamicSpec(search_space=2, channel=False),
+    DynamicSpec(search_space=1),
+]
+
+
+def _wrap(conv: nn.Module, spec: DynamicSpec, frames: int) -> DynamicConv:
+    return DynamicConv(conv, spec, in_frames=frames, name="conv").eval()
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"S{s.search_space}-t{int(s.temporal)}-c{int(s.channel)}")
+@pytest.mark.parametrize("mode", ["soft", "hard"])
+def test_pinned_full_conv3d_equals_original(spec: DynamicSpec, mode: str) -> None:
+    conv = nn.Conv3d(8, 12, (3, 3, 3), stride=(1, 2, 2), padding=1)
+    dyn = _wrap(copy.deepcopy(conv), spec, frames=6)
+    x = torch.randn(3, 8, 6, 11, 11)
+    with dynamic_mode(dyn, mode), force_policy(dyn, temporal=0, channel=0):
+        y = dyn(x)
+    assert (y - conv(x)).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("mode", ["soft", "hard"])
+def test_pinned_full_conv2d_folded_equals_original(mode: str) -> None:
+    conv = nn.Conv2d(8, 12, 3, padding=1)
+    dyn = _wrap(copy.deepcopy(conv), DynamicSpec(search_space=3), frames=5)
+    x = torch.randn(2 * 5, 8, 9, 9)
+    with dynamic_mode(dyn, mode), force_policy(dyn, temporal=0, channel=0):
+        y = dyn(x)
+    assert y.shape == (10, 12, 9, 9)
+    assert (y - conv(x)).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("kind", ["net3d", "net2d_folded"])
+@pytest.mark.parametrize("mode", ["soft", "hard"])
+def test_pinned_full_net_equals_original(kind: str, mode: str, make_net, randomize_bn, randomize_gates) -> None:
+    net = make_net(kind)
+    randomize_bn(net)
+    ref = copy.deepcopy(net)
+    dyn = dynamize(net, DynamicSpec(search_space=2), clip_shape=(3, 8, 16, 16))
+    randomize_gates(dyn)
+    x = torch.randn(4, 3, 8, 16, 16)
+    with dynamic_mode(dyn, mode), force_policy(dyn, temporal=0, channel=0):
+        y = dyn(x)
+    assert (y - ref(x)).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("kind", ["net3d", "net2d_folded"])
+@pytest.mark.parametrize("spec", SPECS[:4], ids=lambda s: f"S{s.search_space}-t{int(s.temporal)}-c{int(s.channel)}")
+def test_hard_equals_soft_for_random_gates(kind: str, spec: DynamicSpec, make_net, randomize_bn, randomize_gates) -> None:
+    net = dynamize(make_net(kind), spec, clip_shape=(3, 8, 16, 16))
+    randomize_bn(net)
+    randomize_gates(net, seed=3)
+    x = torch.randn(6, 3, 8, 16, 16)
+    with dynamic_mode(net, "soft"):
+        y_soft = net(x)
+        soft_choices = [(m.last.channel_choice.clone(), m.last.temporal_choice.clone()) for _, m in dynamic_layers(net)]
+    with dynamic_mode(net, "hard"):
+        y_hard = net(x)
+    assert (y_soft - y_hard).abs().max() <= 1e-4
+    # the random gates really produced a mixed batch somewhere: clips chose different alternatives
+    mixed = [len(set(zip(c.tolist(), t.tolist()))) > 1 for c, t in soft_choices]
+    assert any(mixed)
+    for (_, m), (c, t) in zip(dynamic_layers(net), soft_choices):
+        assert torch.equal(m.last.channel_choice, c) and torch.equal(m.last.temporal_choice, t)
+
+
+@pytest.mark.parametrize("kind", ["net3d", "net2d_folded"])
+def test_hard_equals_soft_for_pinned_mixed_batch(kind: str, make_net, randomize_bn, randomize_gates) -> None:
+    net = dynamize(make_net(kind), DynamicSpec(search_space=3), clip_shape=(3, 8, 16, 16))
+    randomize_bn(net)
+    randomize_gates(net)
+    x = torch.randn(5, 3, 8, 16, 16)
+    with force_policy(net, temporal=[0, 1, 2, 1, 0], channel=[2, 1, 0, 0, 1]):
+        with dynamic_mode(net, "soft"):
+            y_soft = net(x)
+        with dynamic_mode(net, "hard"):
+            y_hard = net(x)
+    assert (y_soft - y_hard).abs().max() <= 1e-4
+    # each clip's output equals that clip run alone with its own policy
+    with force_policy(net, temporal=2, channel=0), dynamic_mode(net, "hard"):
+        alone = net(x[2:3])
+    assert (alone - y_hard[2:3]).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize(
+    "conv, frames",
+    [
+        (nn.Conv3d(6, 6, (1, 3, 3), padding=(0, 1, 1)), 5),  # 6 channels: S=3 computes 6/3/2; 5 frames
+        (nn.Conv3d(8, 10, (3, 1, 1), stride=(2, 1, 1), padding=(1, 0, 0)), 7),  # temporal stride, odd frames
+        (nn.Conv3d(16, 16, (3, 3, 3), padding=1, groups=4), 4),  # grouped, sliceable by whole groups
+        (nn.Conv3d(12, 12, (3, 3, 3), padding=1, groups=12), 4),  # depthwise
+        (nn.Conv3d(4, 7, (1, 3, 3), padding="same", bias=False), 3),  # 'same' padding, no bias, odd C_out
+    ],
+)
+def test_odd_shapes_hard_equals_soft(conv: nn.Module, frames: int, randomize_gates) -> None:
+    spec = DynamicSpec(search_space=3 if conv.groups == 1 else 2)
+    dyn = _wrap(conv, spec, frames=frames)
+    randomize_gates(nn.Sequential(dyn), seed=5)
+    x = torch.randn(6, conv.in_channels, frames, 9, 9)
+    with dynamic_mode(dyn, "soft"):
+        y_soft = dyn(x)
+    with dynamic_mode(dyn, "hard"):
+        y_hard = dyn(x)
+    assert y_soft.shape == conv(x).shape
+    assert (y_soft - y_hard).abs().max() <= 1e-4
+    with force_policy(dyn, temporal=0, channel=0):
+        assert (dyn(x) - conv(x)).abs().max() <= 1e-5
+
+
+def test_zero_gate_outputs_zeros_and_costs_only_the_gate() -> None:
+    dyn = _wrap(nn.Conv3d(4, 8, (1, 3, 3), padding=(0, 1, 1)), DynamicSpec(search_space=2), frames=4)
+    dyn.gate.beta.data.fill_(-5.0)  # max(tanh(·), 0) = 0 for every alternative
+    x = torch.randn(3, 4, 4, 6, 6)
+    for mode in ("soft", "hard"):
+        with dynamic_mode(dyn, mode):
+            y = dyn(x)
+        assert y.shape == (3, 8, 4, 6, 6) and torch.count_nonzero(y) == 0
+        assert torch.all(dyn.last.clip_macs == dyn.gate.macs)
+        assert torch.all(dyn.last.channel_choice == -1)
+
+
+def test_weights_stay_the_same_tensors_and_state_dict_keys(make_net) -> None:
+    net = make_net("net3d")
+    weights = {n: p for n, p in net.named_parameters()}
+    static_state = copy.deepcopy(net.state_dict())
+    dynamize(net, DynamicSpec(search_space=2), clip_shape=(3, 8, 16, 16))
+    after = dict(net.named_parameters())
+    for name, p in weights.items():
+        assert after[name] is p, name
+    missing, unexpected = net.load_state_dict(static_state, strict=False)
+    assert not unexpected
+    assert all(".gate." in k or "_ops." in k for k in missing)

@@ -1,0 +1,43 @@
+"""vared_core: VA-RED² input-dependent redundancy reduction for video CNNs (plain PyTorch).
+
+The public surface the orchestrator and users build on::
+
+    from vared_core import DynamicSpec, dynamize, force_policy, clip_gflops, static_gflops, efficiency_loss
+
+    model = dynamize(model, DynamicSpec(search_space=2), clip_shape=(3, 8, 112, 112))
+    logits = model(clips)                  # soft mode in training, hard (really reduced) in eval
+    loss = ce + 0.8 * efficiency_loss(model, logits, labels)
+    clip_gflops(model)                     # (B,) GFLOPs each clip cost
+"""
+from .dynamic import (
+    DynamicConv,
+    DynamicSpec,
+    LayerRecord,
+    SoftModulationGate,
+    clip_gflops,
+    dynamic_layers,
+    dynamic_mode,
+    dynamize,
+    efficiency_loss,
+    force_policy,
+    static_gflops,
+    track_costs,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DynamicConv",
+    "DynamicSpec",
+    "LayerRecord",
+    "SoftModulationGate",
+    "__version__",
+    "clip_gflops",
+    "dynamic_layers",
+    "dynamic_mode",
+    "dynamize",
+    "efficiency_loss",
+    "force_policy",
+    "static_gflops",
+    "track_costs",
+]

@@ -1,0 +1,26 @@
+"""The VA-RED² dynamic convolution engine: gates, cheap operations, dynamic convs, policies and costs."""
+from .cheap_ops import ChannelCheapOp, TemporalCheapOp
+from .conv import DynamicConv, LayerRecord
+from .convert import dynamize
+from .cost import clip_gflops, static_gflops, track_costs
+from .gate import SoftModulationGate
+from .loss import efficiency_loss
+from .policy import dynamic_layers, dynamic_mode, force_policy
+from .spec import DynamicSpec
+
+__all__ = [
+    "ChannelCheapOp",
+    "DynamicConv",
+    "DynamicSpec",
+    "LayerRecord",
+    "SoftModulationGate",
+    "TemporalCheapOp",
+    "clip_gflops",
+    "dynamic_layers",
+    "dynamic_mode",
+    "dynamize",
+    "efficiency_loss",
+    "force_policy",
+    "static_gflops",
+    "track_costs",
+]

@@ -1,0 +1,424 @@
+"""`DynamicConv`: the VA-RED² dynamic convolution wrapped around an existing Conv3d / Conv2d.
+
+One module holds the whole per-layer mechanism (method doc §1–4):
+
+::
+
+    X ─► gate ─► V_t, V_c (per clip)
+    X ─► conv at the largest alternative in use (fewer output channels / frames)
+       ─► channel alternatives: [Y'[:k_i], Φ^c_i(Y'[:k_i])], weighted by V_c[i], summed   (eq. 3.5, left)
+       ─► temporal alternatives: frames kept every R_j, rest rebuilt by Φ^t_j, weighted by V_t[j], summed
+       ─► Y (same shape as the original conv's output)
+
+Soft mode (training) computes the full conv once and slices every alternative from it (shared weights).
+Hard mode (eval) groups the clips of a batch by the alternatives they use and runs each group's conv at its
+own reduced size. Both give the same numbers because Φ^c works frame by frame (method doc §4).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .cheap_ops import ChannelCheapOp, TemporalCheapOp
+from .gate import SoftModulationGate
+from .spec import DynamicSpec
+
+__all__ = ["DynamicConv", "LayerRecord", "Mode"]
+
+Mode = Literal["auto", "soft", "hard"]
+
+
+@dataclass
+class LayerRecord:
+    """What one dynamic layer decided and cost in the last forward (one entry per clip).
+
+    Attributes:
+        clip_macs: (B,) float64 multiply-accumulates each clip costs at inference under its policy
+            (reduced conv + cheap ops + gate). In soft mode the forward computed more; this is the
+            hard-mode cost of the same decisions.
+        full_macs: the original conv's multiply-accumulates for one clip.
+        cost_fraction: (B,) hard cost fraction r^s/R^s of the conv (computed / full, exact for
+            non-divisible sizes), carrying the gradient of its differentiable stand-in (method doc §5).
+        channel_choice / temporal_choice: (B,) long, index of the largest alternative in use; -1 when
+            every weight of the gate is zero (the layer outputs zeros).
+        gate: (B, S_t + S_c) detached gate weights actually used (after any `force_policy`).
+    """
+
+    clip_macs: torch.Tensor
+    full_macs: float
+    cost_fraction: torch.Tensor
+    channel_choice: torch.Tensor
+    temporal_choice: torch.Tensor
+    gate: torch.Tensor | None
+
+
+def _out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _first_true(mask: torch.Tensor) -> torch.Tensor:
+    """Index of the first True per row, -1 where a row has none."""
+    idx = torch.arange(mask.shape[1], 0, -1, device=mask.device)
+    first = torch.argmax(mask.long() * idx, dim=1)
+    return torch.where(mask.any(dim=1), first, torch.full_like(first, -1))
+
+
+class DynamicConv(nn.Module):
+    """A Conv3d (or a Conv2d in a net that folds time into the batch) made input-dependent.
+
+    The original ``weight`` and ``bias`` Parameters are kept as the same tensors under the same names,
+    so a static state dict loads into the dynamized model (new gate and cheap-op entries aside).
+
+    Args:
+        conv: the ``nn.Conv3d`` or ``nn.Conv2d`` to wrap (padding mode ``zeros``).
+        spec: what is dynamic and the search space.
+        in_frames: frames per clip entering the conv (for a Conv2d: how many consecutive batch entries
+            form one clip).
+        name: module path, for error messages.
+
+    Example:
+        >>> conv = nn.Conv3d(8, 16, (1, 3, 3), padding=(0, 1, 1))
+        >>> dyn = DynamicConv(conv, DynamicSpec(search_space=2), in_frames=4).eval()
+        >>> dyn(torch.randn(2, 8, 4, 10, 10)).shape
+        torch.Size([2, 16, 4, 10, 10])
+    """
+
+    def __init__(self, conv: nn.Conv2d | nn.Conv3d, spec: DynamicSpec, *, in_frames: int, name: str = "") -> None:
+        super().__init__()
+        where = f"module '{name}'" if name else "conv"
+        if not isinstance(conv, (nn.Conv2d, nn.Conv3d)):
+            raise ValueError(f"{where} is {type(conv).__name__}, not nn.Conv2d or nn.Conv3d: only convs can be made dynamic")
+        if conv.padding_mode != "zeros":
+            raise ValueError(f"{where} uses padding_mode={conv.padding_mode!r}; dynamic convs support only 'zeros'")
+        self.name = name
+        self.folded = isinstance(conv, nn.Conv2d)
+        self.weight = conv.weight
+        self.bias = conv.bias
+        self.in_channels, self.out_channels, self.groups = conv.in_channels, conv.out_channels, conv.groups
+        self.kernel_size, self.stride, self.dilation = tuple(conv.kernel_size), tuple(conv.stride), tuple(conv.dilation)
+        self.padding = self._explicit_padding(conv, where)
+        self.in_frames = in_frames
+        if self.folded:
+            self.out_frames = in_frames
+        else:
+            self.out_frames = _out_size(in_frames, self.kernel_size[0], self.stride[0], self.padding[0], self.dilation[0])
+        self.spec = spec
+        self.num_temporal, self.num_channel = spec.num_temporal, spec.num_channel
+        self.channel_counts = [spec.channel_count(self.out_channels, i) for i in range(self.num_channel)]
+        self.temporal_factors = [2**j for j in range(self.num_temporal)]
+        if self.num_channel > 1:
+            if self.out_channels < 2:
+                raise ValueError(f"{where} has {self.out_channels} output channel; channel reduction needs at least 2")
+            per_group = self.out_channels // self.groups
+            bad = [k for k in self.channel_counts if self.groups > 1 and k % per_group]
+            if bad:
+                raise ValueError(
+                    f"{where} has groups={self.groups} ({per_group} output channels per group): computing "
+                    f"{bad[0]} of {self.out_channels} channels would split a group; use channel=False for it, "
+                    f"a smaller search_space, or leave it static"
+                )
+        self.gate = None
+        if not spec.is_static:
+            self.gate = SoftModulationGate(
+                self.in_channels, in_frames, hidden=spec.gate_hidden,
+                num_temporal=self.num_temporal if self.num_temporal > 1 else 0,
+                num_channel=self.num_channel if self.num_channel > 1 else 0,
+                bias_full=spec.gate_bias_full, bias_reduced=spec.gate_bias_reduced,
+            ).to(device=self.weight.device)
+        self.channel_ops = nn.ModuleList(
+            ChannelCheapOp(k, self.out_channels - k, kernel_size=spec.cheap_kernel, weight_ndim=self.weight.dim())
+            for k in self.channel_counts[1:]
+        ).to(device=self.weight.device)
+        self.temporal_ops = nn.ModuleList(
+            TemporalCheapOp(r, self.out_channels) for r in self.temporal_factors[1:]
+        ).to(device=self.weight.device)
+        self.mode: Mode = "auto"
+        self.forced_temporal: torch.Tensor | int | None = None
+        self.forced_channel: torch.Tensor | int | None = None
+        self.last: LayerRecord | None = None
+
+    @staticmethod
+    def _explicit_padding(conv: nn.Conv2d | nn.Conv3d, where: str) -> tuple[int, ...]:
+        if conv.padding == "valid":
+            return (0,) * len(conv.kernel_size)
+        if conv.padding == "same":
+            if any((d * (k - 1)) % 2 for k, d in zip(conv.kernel_size, conv.dilation)):
+                raise ValueError(f"{where} uses padding='same' with an even kernel; give explicit padding")
+            return tuple(d * (k - 1) // 2 for k, d in zip(conv.kernel_size, conv.dilation))
+        return tuple(conv.padding)
+
+    # ---------------------------------------------------------------- shapes and costs
+    def extra_repr(self) -> str:
+        kind = "Conv2d, time folded" if self.folded else "Conv3d"
+        return (f"{kind}: {self.in_channels}→{self.out_channels}, kernel={self.kernel_size}, frames {self.in_frames}→"
+                f"{self.out_frames}, channels={self.channel_counts}, temporal factors={self.temporal_factors}")
+
+    def computed_frames(self, factor: int) -> int:
+        """Output frames computed for temporal factor R: ceil(T_o / R)."""
+        return math.ceil(self.out_frames / factor)
+
+    def _spatial_out(self, height: int, width: int) -> tuple[int, int]:
+        k, s, p, d = self.kernel_size[-2:], self.stride[-2:], self.padding[-2:], self.dilation[-2:]
+        return _out_size(height, k[0], s[0], p[0], d[0]), _out_size(width, k[1], s[1], p[1], d[1])
+
+    def _conv_macs(self, channels: int, frames: int, hw: int) -> int:
+        return channels * frames * hw * (self.in_channels // self.groups) * math.prod(self.kernel_size)
+
+    def _policy_macs(self, used_c: list[bool], used_t: list[bool], hw_out: tuple[int, int]) -> int:
+        """Inference MACs of one clip whose gate uses the alternatives flagged in ``used_c`` / ``used_t``."""
+        gate = self.gate.macs if self.gate is not None else 0
+        if not any(used_c) or not any(used_t):
+            return gate
+        ic, it = used_c.index(True), used_t.index(True)
+        hw = hw_out[0] * hw_out[1]
+        frames = self.computed_frames(self.temporal_factors[it])
+        macs = self._conv_macs(self.channel_counts[ic], frames, hw) + gate
+        macs += sum(op.macs_per_frame(*hw_out) * frames for i, op in enumerate(self.channel_ops, 1) if used_c[i])
+        macs += sum(
+            (self.out_frames - self.computed_frames(r)) * self.out_channels * hw
+            for j, r in enumerate(self.temporal_factors[1:], 1) if used_t[j]
+        )
+        return macs
+
+    # ---------------------------------------------------------------- gate weights
+    def _gate_weights(self, x5: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(B, S_t) temporal and (B, S_c) channel weights, after any pinned policy."""
+        b = x5.shape[0]
+        ones = x5.new_ones(b, 1)
+        v = self.gate(x5) if self.gate is not None else None
+        vt = v[:, : self.gate.num_temporal] if v is not None and self.num_temporal > 1 else ones
+        vc = v[:, v.shape[1] - self.gate.num_channel:] if v is not None and self.num_channel > 1 else ones
+        if self.forced_temporal is not None:
+            vt = self._one_hot(self.forced_temporal, b, self.num_temporal, x5)
+        if self.forced_channel is not None:
+            vc = self._one_hot(self.forced_channel, b, self.num_channel, x5)
+        return vt, vc, v
+
+    @staticmethod
+    def _one_hot(choice: torch.Tensor | int, b: int, n: int, like: torch.Tensor) -> torch.Tensor:
+        idx = torch.as_tensor(choice, device=like.device).long().expand(b) if not isinstance(choice, torch.Tensor) or choice.dim() == 0 else choice.to(like.device).long()
+        if idx.shape[0] != b:
+            raise ValueError(f"a per-clip pinned policy has {idx.shape[0]} entries for a batch of {b} clips")
+        return F.one_hot(idx, n).to(like.dtype)
+
+    # ---------------------------------------------------------------- layout helpers
+    def _as_clips(self, x: torch.Tensor) -> torch.Tensor:
+        """Native input → logical (B, C, T, H, W) view (no copy)."""
+        return x.unflatten(0, (-1, self.in_frames)).transpose(1, 2) if self.folded else x
+
+    def _to_native(self, y5: torch.Tensor) -> torch.Tensor:
+        return y5.transpose(1, 2).flatten(0, 1) if self.folded else y5
+
+    @staticmethod
+    def _fold(y5: torch.Tensor) -> torch.Tensor:
+        return y5.transpose(1, 2).flatten(0, 1)
+
+    @staticmethod
+    def _unfold(y4: torch.Tensor, b: int) -> torch.Tensor:
+        return y4.unflatten(0, (b, -1)).transpose(1, 2)
+
+    # ---------------------------------------------------------------- computation
+    def _reduced_conv(self, x: torch.Tensor, channels: int, factor: int) -> torch.Tensor:
+        """The conv computing only ``channels`` outputs at every ``factor``-th output frame.
+
+        ``x`` is the native input of the clips concerned; returns logical (b, channels, T_o/R, H_o, W_o).
+        """
+        weight = self.weight[:channels]
+        bias = self.bias[:channels] if self.bias is not None else None
+        groups = self.groups
+        if groups > 1:
+            groups = channels // (self.out_channels // self.groups)
+            x = x[:, : groups * (self.in_channels // self.groups)]
+        if self.folded:
+            b = x.shape[0] // self.in_frames
+            if factor > 1:
+                x = x.unflatten(0, (b, self.in_frames))[:, ::factor].flatten(0, 1)
+            y = F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, groups)
+            return self._unfold(y, b)
+        stride = (self.stride[0] * factor, *self.stride[1:])
+        return F.conv3d(x, weight, bias, stride, self.padding, self.dilation, groups)
+
+    def _assemble(
+        self, y5: torch.Tensor, vc: torch.Tensor, vt: torch.Tensor, alts_c: list[int], alts_t: list[int], base: int
+    ) -> torch.Tensor:
+        """Form Σ_j V_t[j]·f^t(Σ_i V_c[i]·f^c(Y', i), j) from the computed block ``y5``.
+
+        ``y5``: (b, k, T', H, W), the outputs of the largest alternative in use (frames 0, base, 2·base…).
+        """
+        b = y5.shape[0]
+        yc = None
+        for i in alts_c:
+            k = self.channel_counts[i]
+            if k == self.out_channels:
+                term = y5[:, :k]
+            else:
+                part = y5[:, :k]
+                rebuilt = self._unfold(self.channel_ops[i - 1](self._fold(part)), b)
+                term = torch.cat([part, rebuilt], dim=1)
+            term = term if self.num_channel == 1 else term * vc[:, i].view(b, 1, 1, 1, 1)
+            yc = term if yc is None else yc + term
+        if self.num_temporal == 1:
+            return yc
+        y = None
+        for j in alts_t:
+            factor = self.temporal_factors[j]
+            v = vt[:, j]
+            if factor == 1:
+                term = yc * v.view(b, 1, 1, 1, 1)
+            else:
+                t = torch.arange(self.out_frames, device=y5.device)
+                src = (t // factor) * (factor // base)
+                offset = t % factor
+                scale, shift = self.temporal_ops[j - 1].tables()  # (R, C)
+                scale = scale[offset].t()[None] * v.view(b, 1, 1)  # (b, C, T_o)
+                shift = shift[offset].t()[None] * v.view(b, 1, 1)
+                term = torch.addcmul(shift[..., None, None], yc.index_select(2, src), scale[..., None, None])
+            y = term if y is None else y + term
+        return y
+
+    def _hard_group(self, x: torch.Tensor, vc: torch.Tensor, vt: torch.Tensor, alts_c: list[int], alts_t: list[int]) -> torch.Tensor:
+        """Hard-mode output (logical 5D) of clips that all use the alternatives ``alts_c`` / ``alts_t``."""
+        ic, it = alts_c[0], alts_t[0]
+        k, factor = self.channel_counts[ic], self.temporal_factors[it]
+        y5 = self._reduced_conv(x, k, factor)
+        if len(alts_c) > 1 or len(alts_t) > 1 or (torch.is_grad_enabled() and y5.requires_grad):
+            return self._assemble(y5, vc, vt, alts_c, alts_t, factor)
+        # One alternative per dimension: write the computed and rebuilt parts straight into one output
+        # buffer, with the gate weights folded into a single per-clip scale (skipped when it is exactly 1).
+        b = y5.shape[0]
+        scale = vc[:, ic] * vt[:, it]
+        scale5 = None if bool((scale == 1).all()) else scale.view(b, 1, 1, 1, 1)
+        if k == self.out_channels and factor == 1:
+            return y5 if scale5 is None else y5.mul_(scale5)
+        out = self._new_output(y5)
+        computed = out[:, :, ::factor]
+        self._write(y5, scale5, computed[:, :k])
+        if k < self.out_channels:
+            self._write(self._unfold(self.channel_ops[ic - 1](self._fold(y5)), b), scale5, computed[:, k:])
+        if factor > 1:
+            weights, shifts = self.temporal_ops[it - 1].tables()
+            for j in range(1, factor):
+                n = len(range(j, self.out_frames, factor))
+                if n == 0:
+                    continue
+                shift = shifts[j].view(1, -1, 1, 1, 1) * (1 if scale5 is None else scale5)
+                torch.addcmul(shift, computed[:, :, :n], weights[j].view(1, -1, 1, 1, 1), out=out[:, :, j::factor])
+        return out
+
+    @staticmethod
+    def _write(src: torch.Tensor, scale5: torch.Tensor | None, dst: torch.Tensor) -> None:
+        if scale5 is None:
+            dst.copy_(src)
+        else:
+            torch.mul(src, scale5, out=dst)
+
+    @staticmethod
+    def _memory_format(native: torch.Tensor) -> torch.memory_format:
+        """channels_last(_3d) when ``native`` is laid out that way (and not plainly contiguous)."""
+        fmt = torch.channels_last_3d if native.dim() == 5 else torch.channels_last
+        if native.is_contiguous(memory_format=fmt) and not native.is_contiguous():
+            return fmt
+        return torch.contiguous_format
+
+    def _new_output(self, like5: torch.Tensor) -> torch.Tensor:
+        """An uninitialised output in the native layout and memory format of ``like5``'s native form,
+        returned as its logical (b, C, T_o, H, W) view."""
+        b, _, _, ho, wo = like5.shape
+        native = torch.empty(self._native_shape(b, ho, wo), device=like5.device, dtype=like5.dtype,
+                             memory_format=self._memory_format(self._to_native(like5)))
+        return native.unflatten(0, (b, self.out_frames)).transpose(1, 2) if self.folded else native
+
+    def _native_shape(self, b: int, ho: int, wo: int) -> tuple[int, ...]:
+        if self.folded:
+            return (b * self.out_frames, self.out_channels, ho, wo)
+        return (b, self.out_channels, self.out_frames, ho, wo)
+
+    def _output_shape(self, b: int, height: int, width: int) -> tuple[int, ...]:
+        """Native output shape for ``b`` clips of input size ``height``×``width``."""
+        return self._native_shape(b, *self._spatial_out(height, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x5 = self._as_clips(x)
+        b, height, width = x5.shape[0], x5.shape[3], x5.shape[4]
+        vt, vc, v = self._gate_weights(x5)
+        used_t, used_c = vt > 0, vc > 0
+        hard = self.mode == "hard" or (self.mode == "auto" and not self.training)
+        self._record(vt, vc, used_t, used_c, v, self._spatial_out(height, width))
+
+        if not hard:  # soft: one full conv, every alternative in use anywhere in the batch sliced from it
+            alts_c = [i for i in range(self.num_channel) if bool(used_c[:, i].any())]
+            alts_t = [j for j in range(self.num_temporal) if bool(used_t[:, j].any())]
+            if not alts_c or not alts_t:
+                return x.new_zeros(self._output_shape(b, height, width))
+            y5 = self._assemble(self._reduced_conv(x, self.out_channels, 1), vc, vt, alts_c, alts_t, 1)
+            skipped = ~(used_c.any(1) & used_t.any(1))
+            if bool(skipped.any()):  # a clip whose gate zeroes a whole dimension skips the layer (outputs 0)
+                y5 = y5 * (~skipped).to(y5.dtype).view(b, 1, 1, 1, 1)
+            return self._to_native(y5)
+
+        # hard: clips that use the same alternatives run together, at their own reduced size
+        codes = (used_c.long() << torch.arange(self.num_channel, device=x.device)).sum(1)
+        codes = codes + (used_t.long() << torch.arange(self.num_channel, self.num_channel + self.num_temporal, device=x.device)).sum(1)
+        uniq = torch.unique(codes).tolist()
+        out = None
+        if len(uniq) > 1:
+            out = torch.empty(self._output_shape(b, height, width), device=x.device, dtype=x.dtype,
+                              memory_format=self._memory_format(x))
+        out_clips = None if out is None else (out.unflatten(0, (b, self.out_frames)) if self.folded else out)
+        x_clips = x.unflatten(0, (b, self.in_frames)) if self.folded else x
+        for code in uniq:
+            alts_c = [i for i in range(self.num_channel) if code >> i & 1]
+            alts_t = [j for j in range(self.num_temporal) if code >> (self.num_channel + j) & 1]
+            idx = None if out is None else (codes == code).nonzero().squeeze(1)
+            if not alts_c or not alts_t:
+                if out is None:
+                    return x.new_zeros(self._output_shape(b, height, width))
+                out_clips.index_fill_(0, idx, 0.0)
+                continue
+            xg = x if idx is None else x_clips.index_select(0, idx)
+            if self.folded and idx is not None:
+                xg = xg.flatten(0, 1)
+            sel = (lambda t: t) if idx is None else (lambda t: t.index_select(0, idx))
+            y5 = self._hard_group(xg, sel(vc), sel(vt), alts_c, alts_t)
+            if out is None:
+                return self._to_native(y5)
+            if self.folded:
+                out_clips.index_copy_(0, idx, y5.transpose(1, 2))
+            else:
+                out_clips.index_copy_(0, idx, y5)
+        return out
+
+    def _record(self, vt, vc, used_t, used_c, v, hw_out) -> None:
+        """Store this forward's per-clip decisions and costs in ``self.last``."""
+        ct, cc = _first_true(used_t), _first_true(used_c)
+        rows = torch.cat([used_c, used_t], 1).tolist()
+        cache: dict[tuple[bool, ...], int] = {}
+        macs = []
+        for row in rows:
+            key = tuple(row)
+            if key not in cache:
+                cache[key] = self._policy_macs(list(key[: self.num_channel]), list(key[self.num_channel:]), hw_out)
+            macs.append(cache[key])
+        ch_frac = torch.tensor([k / self.out_channels for k in self.channel_counts], device=vc.device, dtype=vc.dtype)
+        t_frac = torch.tensor([self.computed_frames(r) / self.out_frames for r in self.temporal_factors],
+                              device=vt.device, dtype=vt.dtype)
+        hard_c = torch.where(cc >= 0, ch_frac[cc.clamp(min=0)], torch.zeros_like(ch_frac[:1]))
+        hard_t = torch.where(ct >= 0, t_frac[ct.clamp(min=0)], torch.zeros_like(t_frac[:1]))
+        # differentiable stand-in: expected fraction under the normalised gate weights (method doc §5)
+        soft_c = (vc * ch_frac).sum(1) / vc.sum(1).clamp(min=1e-12)
+        soft_t = (vt * t_frac).sum(1) / vt.sum(1).clamp(min=1e-12)
+        hard, soft = hard_c * hard_t, soft_c * soft_t
+        hw = hw_out[0] * hw_out[1]
+        self.last = LayerRecord(
+            clip_macs=torch.tensor(macs, dtype=torch.float64),
+            full_macs=float(self._conv_macs(self.out_channels, self.out_frames, hw)),
+            cost_fraction=soft + (hard - soft).detach(),
+            channel_choice=cc,
+            temporal_choice=ct,
+            gate=None if v is None else torch.cat([vt, vc], 1).detach(),
+        )

@@ -1,0 +1,103 @@
+"""Per-clip cost: what each clip of the last forward really cost, and static FLOP counting.
+
+"GFLOPs" in this project is the seed's unit: conv + linear multiply-accumulates (in 10⁹) for one clip.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .conv import DynamicConv
+from .policy import dynamic_layers
+
+__all__ = ["track_costs", "clip_gflops", "static_gflops"]
+
+_TRACKER_ATTR = "_vared_cost_tracker"
+
+
+class _CostTracker:
+    """Forward hooks summing the MACs of every static Conv/Linear outside the dynamic layers."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.clips = 0
+        self.static_macs = 0.0
+        self.handles = [model.register_forward_pre_hook(self._start)]
+        inside_dynamic = {id(sub) for m in model.modules() if isinstance(m, DynamicConv) for sub in m.modules()}
+        for m in model.modules():
+            if id(m) not in inside_dynamic and isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+                self.handles.append(m.register_forward_hook(self._count))
+
+    def _start(self, module: nn.Module, args: tuple) -> None:
+        self.clips = int(args[0].shape[0])
+        self.static_macs = 0.0
+
+    def _count(self, module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        if isinstance(module, nn.Linear):
+            self.static_macs += out.numel() * module.in_features
+        else:
+            per_output = (module.in_channels // module.groups) * int(torch.tensor(module.kernel_size).prod())
+            self.static_macs += out.numel() * per_output
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def track_costs(model: nn.Module) -> nn.Module:
+    """Install (or refresh) the per-clip cost tracker `clip_gflops` reads. `dynamize` calls it; call it
+    yourself to get per-clip costs of a static model. Returns ``model``."""
+    old = getattr(model, _TRACKER_ATTR, None)
+    if old is not None:
+        old.remove()
+    object.__setattr__(model, _TRACKER_ATTR, _CostTracker(model))
+    return model
+
+
+def clip_gflops(model: nn.Module) -> torch.Tensor:
+    """(B,) float64 GFLOPs (10⁹ multiply-accumulates) each clip of the last forward costs.
+
+    Reduced dynamic convs, their cheap ops and gates, plus the static rest of the network (every Conv
+    and Linear outside the dynamic layers). In hard mode this is what was computed; in soft mode
+    (training) it is what the same gate decisions cost at inference.
+
+    Example:
+        >>> logits = model(clips)              # doctest: +SKIP
+        >>> clip_gflops(model).mean()          # average GFLOPs per clip of this batch
+    """
+    tracker = getattr(model, _TRACKER_ATTR, None)
+    if tracker is None:
+        raise ValueError("clip_gflops: the model has no cost tracker; call vared_core.dynamize or track_costs first")
+    if tracker.clips == 0:
+        raise ValueError("clip_gflops: run a forward pass first")
+    total = torch.full((tracker.clips,), tracker.static_macs / tracker.clips, dtype=torch.float64)
+    for name, layer in dynamic_layers(model):
+        if layer.last is None:
+            continue
+        if layer.last.clip_macs.shape[0] != tracker.clips:
+            raise ValueError(f"clip_gflops: layer '{name}' saw {layer.last.clip_macs.shape[0]} clips, the model {tracker.clips}")
+        total += layer.last.clip_macs
+    return total / 1e9
+
+
+def static_gflops(model: nn.Module, clip_shape: Sequence[int]) -> float:
+    """GFLOPs of one clip of ``clip_shape`` = (C, T, H, W) through ``model``, counted by
+    `torch.utils.flop_counter.FlopCounterMode` (its FLOPs / 2 = multiply-accumulates). Eval mode, no grad.
+
+    Example:
+        >>> static_gflops(nn.Conv3d(3, 8, 3), (3, 4, 16, 16))   # doctest: +ELLIPSIS
+        0.000...
+    """
+    param = next(model.parameters(), None)
+    x = torch.zeros(1, *clip_shape, device=param.device if param is not None else None,
+                    dtype=param.dtype if param is not None else None)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x)
+    finally:
+        model.train(was_training)
+    return counter.get_total_flops() / 2 / 1e9

@@ -1,0 +1,75 @@
+"""The soft modulation gate of eq. 3.4: one tiny per-layer policy network."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["SoftModulationGate"]
+
+
+class SoftModulationGate(nn.Module):
+    """Per-clip weights of a dynamic layer's alternatives (method doc §2, eq. 3.4).
+
+    ::
+
+        X (B, C_in, T, H, W) → G: mean over H, W → (B, C_in·T)
+          → FC(ω₁) → BatchNorm1d → tanh → FC(ω₂) + β → max(tanh(·), 0) → (B, S_t + S_c)
+
+    Outputs lie in [0, 1) and are exactly zero where the pre-activation is ≤ 0, which is what lets hard
+    mode skip alternatives. The first ``num_temporal`` outputs are V_t, the rest V_c.
+
+    Args:
+        in_channels: C_in of the gated conv.
+        in_frames: T, the frames per clip the conv sees (the gate's input size is C_in·T).
+        hidden: D_h.
+        num_temporal: S_t (0 when time is not gated).
+        num_channel: S_c (0 when channels are not gated).
+        bias_full / bias_reduced: initial β for alternative 0 / the reduced alternatives of each dimension.
+
+    Example:
+        >>> gate = SoftModulationGate(8, 4, hidden=16, num_temporal=2, num_channel=2).eval()
+        >>> gate(torch.randn(3, 8, 4, 7, 7)).shape
+        torch.Size([3, 4])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        in_frames: int,
+        *,
+        hidden: int,
+        num_temporal: int,
+        num_channel: int,
+        bias_full: float = 1.0,
+        bias_reduced: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.in_frames = in_frames
+        self.num_temporal = num_temporal
+        self.num_channel = num_channel
+        num_out = num_temporal + num_channel
+        self.fc1 = nn.Linear(in_channels * in_frames, hidden)
+        self.bn = nn.BatchNorm1d(hidden)
+        self.fc2 = nn.Linear(hidden, num_out, bias=False)
+        nn.init.normal_(self.fc2.weight, std=0.01)  # start near β so every clip begins with the same policy
+        init = []
+        for n in (num_temporal, num_channel):
+            init += [bias_full] + [bias_reduced] * (n - 1) if n else []
+        self.beta = nn.Parameter(torch.tensor(init, dtype=torch.float32))
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates of one gate evaluation (its two linear layers)."""
+        return self.fc1.in_features * self.fc1.out_features + self.fc2.in_features * self.fc2.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: (B, C_in, T, H, W) (any strides). Returns (B, S_t + S_c) weights in [0, 1)."""
+        if x.shape[1] != self.in_channels or x.shape[2] != self.in_frames:
+            raise ValueError(
+                f"SoftModulationGate expects (B, {self.in_channels}, {self.in_frames}, H, W) inputs, got "
+                f"{tuple(x.shape)}: a dynamized model keeps the clip length it was dynamized with"
+            )
+        pooled = x.mean(dim=(3, 4)).flatten(1)  # G: (B, C_in·T)
+        h = torch.tanh(self.bn(self.fc1(pooled)))
+        return torch.relu(torch.tanh(self.fc2(h) + self.beta))

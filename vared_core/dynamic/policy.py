@@ -1,0 +1,78 @@
+"""Pinning gates to chosen alternatives, and choosing soft or hard execution."""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from .conv import DynamicConv, Mode
+
+__all__ = ["force_policy", "dynamic_mode", "dynamic_layers"]
+
+Choice = int | Sequence[int] | torch.Tensor | None
+
+
+def dynamic_layers(model: nn.Module) -> list[tuple[str, DynamicConv]]:
+    """``(name, module)`` of every `DynamicConv` in ``model``, in forward-registration order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, DynamicConv)]
+
+
+def _check(choice: Choice, n: int, dim: str, name: str) -> torch.Tensor | int | None:
+    if choice is None:
+        return None
+    idx = torch.as_tensor(choice).long()
+    if idx.dim() > 1:
+        raise ValueError(f"force_policy: {dim} must be an int or one int per clip, got shape {tuple(idx.shape)}")
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
+        raise ValueError(
+            f"force_policy: {dim} alternative {idx.tolist()} is outside 0..{n - 1} at module '{name}' "
+            f"(its search space along {dim} has {n} alternative{'s' if n > 1 else ''})"
+        )
+    return int(idx) if idx.dim() == 0 else idx
+
+
+@contextmanager
+def force_policy(model: nn.Module, temporal: Choice = None, channel: Choice = None) -> Iterator[nn.Module]:
+    """Pin every gate of ``model`` to one alternative per dimension while the block runs.
+
+    Indices follow `DynamicSpec`: 0 computes everything, ``i`` computes ceil(C/2**i) channels or every
+    2**i-th frame. ``None`` leaves that dimension to the gates. A sequence (or 1-D tensor) gives one
+    index per clip of the batch, for mixed batches. The gates still run (their cost is counted); their
+    weights are replaced by the one-hot choice, so pinned outputs equal the original network's at 0.
+
+    Example:
+        >>> with force_policy(model, temporal=1, channel=0):   # doctest: +SKIP
+        ...     logits = model(clips)            # every dynamic layer computes every other frame
+        ...     cost = clip_gflops(model)
+    """
+    layers = dynamic_layers(model)
+    if not layers:
+        raise ValueError("force_policy: the model has no dynamic layers; dynamize it first")
+    saved = [(m.forced_temporal, m.forced_channel) for _, m in layers]
+    try:
+        for name, m in layers:
+            m.forced_temporal = _check(temporal, m.num_temporal, "temporal", name)
+            m.forced_channel = _check(channel, m.num_channel, "channel", name)
+        yield model
+    finally:
+        for (_, m), (t, c) in zip(layers, saved):
+            m.forced_temporal, m.forced_channel = t, c
+
+
+@contextmanager
+def dynamic_mode(model: nn.Module, mode: Mode) -> Iterator[nn.Module]:
+    """Run every dynamic layer in ``"soft"`` (weighted sum over a full conv), ``"hard"`` (really reduced)
+    or ``"auto"`` mode (soft in training, hard in eval, the default) while the block runs."""
+    if mode not in ("auto", "soft", "hard"):
+        raise ValueError(f"dynamic_mode: mode must be 'auto', 'soft' or 'hard', got {mode!r}")
+    layers = [m for _, m in dynamic_layers(model)]
+    saved = [m.mode for m in layers]
+    try:
+        for m in layers:
+            m.mode = mode
+        yield model
+    finally:
+        for m, s in zip(layers, saved):
+            m.mode = s
