@@ -40,16 +40,25 @@ def r2plus1d_like(stages=STAGES) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def median_time(fn, repeats: int) -> float:
+def interleaved_medians(fns: dict[str, callable], repeats: int) -> dict[str, float]:
+    """Median wall time of each function, timed round-robin (one call of each per round) so that load
+    from other processes drifts over all of them alike. Two warm-up rounds are excluded."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
     with torch.no_grad():
-        fn()
-        fn()
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for r in range(repeats + 2):
+            for name, fn in fns.items():
+                t0 = time.perf_counter()
+                fn()
+                if r >= 2:
+                    times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _pinned(model: nn.Module, temporal, channel, x: torch.Tensor):
+    def run() -> None:
+        with force_policy(model, temporal=temporal, channel=channel):
+            model(x)
+    return run
 
 
 def policies(batch: int) -> dict[str, tuple]:
@@ -69,26 +78,33 @@ def bench(stages, batch: int, frames: int, size: int, repeats: int) -> dict[str,
     static = r2plus1d_like(stages).eval()
     x = torch.randn(batch, stages[0][0], frames, size, size)
     layouts = {"ncdhw": torch.contiguous_format, "channels_last_3d": torch.channels_last_3d}
-    static_times = {}
-    for name, fmt in layouts.items():
-        net, xx = copy.deepcopy(static).to(memory_format=fmt), x.contiguous(memory_format=fmt)
-        static_times[name] = median_time(lambda: net(xx), repeats)
-    layout = min(static_times, key=static_times.get)
-    fmt = layouts[layout]
-    base_time = static_times[layout]
+    statics = {name: (copy.deepcopy(static).to(memory_format=fmt), x.contiguous(memory_format=fmt))
+               for name, fmt in layouts.items()}
     spatial = [str(i) for i in range(0, 6 * len(stages), 6)]
     dyn = dynamize(copy.deepcopy(static), DynamicSpec(search_space=2), clip_shape=tuple(x.shape[1:]), include=spatial)
-    dyn = dyn.eval().to(memory_format=fmt)
-    xx = x.contiguous(memory_format=fmt)
-    with force_policy(dyn, temporal=0, channel=0):
-        dyn(xx)
-        full_gflops = clip_gflops(dyn).mean().item()
+    dyn.eval()
+    pols = policies(batch)
+    # the dynamic net runs in the layout its static twin is fastest in; both layouts are timed in the same rounds
+    fns = {f"static/{name}": (lambda n=n, xx=xx: n(xx)) for name, (n, xx) in statics.items()}
+    dyns = {}
+    for name, fmt in layouts.items():
+        d = copy.deepcopy(dyn).to(memory_format=fmt)
+        dyns[name] = (d, x.contiguous(memory_format=fmt))
+        for pol, (t, c) in pols.items():
+            fns[f"{pol}/{name}"] = _pinned(d, t, c, dyns[name][1])
+    medians = interleaved_medians(fns, repeats)
+    layout = min(layouts, key=lambda name: medians[f"static/{name}"])
+    base_time = medians[f"static/{layout}"]
+    d, xx = dyns[layout]
+    with torch.no_grad(), force_policy(d, temporal=0, channel=0):
+        d(xx)
+        full_gflops = clip_gflops(d).mean().item()
     results = {}
-    for name, (t, c) in policies(batch).items():
-        with force_policy(dyn, temporal=t, channel=c):
-            elapsed = median_time(lambda: dyn(xx), repeats)
-            dyn(xx)
-            gflops = clip_gflops(dyn).mean().item()
+    for name, (t, c) in pols.items():
+        with torch.no_grad(), force_policy(d, temporal=t, channel=c):
+            d(xx)
+            gflops = clip_gflops(d).mean().item()
+        elapsed = medians[f"{name}/{layout}"]
         measured, ideal = base_time / elapsed, full_gflops / gflops
         results[name] = {
             "measured_speedup": round(measured, 3),
@@ -111,15 +127,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     common = dict(batch=args.batch, frames=args.frames, repeats=args.repeats)
-    for i, stage in enumerate(STAGES):  # per stage: the size each stage sees inside the whole network
-        size = args.size // (2 ** max(0, i - 0)) if i == 0 else args.size // 2 ** i
-        frames = max(1, args.frames // 2 ** max(0, i - 1)) if i > 0 else args.frames
-        if i > 0:  # a stage entered directly sees the previous stage's output shape
-            stage_in = (stage[0], stage[1], stage[2], 1, 1)
-            size, frames = args.size // 2**i, max(1, args.frames // 2**i)
-            r = bench([stage_in], batch=args.batch, frames=frames, size=size, repeats=args.repeats)
-        else:
-            r = bench([stage], size=size, **common)
+    for i, stage in enumerate(STAGES):  # each stage alone, at the feature size it sees inside the network
+        r = bench([stage], batch=args.batch, frames=max(1, args.frames // 2 ** max(0, i - 1)) if i else args.frames,
+                  size=args.size // 2 ** max(0, i - 1) if i else args.size, repeats=args.repeats)
         print(json.dumps({"stage": i + 1, **r}))
     whole = bench(STAGES, size=args.size, **common)
     print(json.dumps({"network": "all stages", "batch": args.batch, "frames": args.frames,
