@@ -24,20 +24,27 @@ from .dynamic import (
     track_costs,
 )
 
+from .models import ModelCfg, build_model, get_model_cfg, list_models, register_model
+
 __version__ = "0.1.0"
 
 __all__ = [
     "DynamicConv",
     "DynamicSpec",
     "LayerRecord",
+    "ModelCfg",
     "SoftModulationGate",
     "__version__",
+    "build_model",
     "clip_gflops",
     "dynamic_layers",
     "dynamic_mode",
     "dynamize",
     "efficiency_loss",
     "force_policy",
+    "get_model_cfg",
+    "list_models",
+    "register_model",
     "static_gflops",
     "track_costs",
 ]
