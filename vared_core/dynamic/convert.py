@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .conv import DynamicConv
-from .cost import track_costs
+from .cost import forward_zero_clip, track_costs
 from .spec import DynamicSpec
 
 __all__ = ["dynamize", "Include"]
@@ -58,16 +58,9 @@ def _probe_frames(model: nn.Module, names: list[str], clip_shape: Sequence[int])
             x = args[0]
             frames[n] = int(x.shape[0]) if isinstance(module, nn.Conv2d) else int(x.shape[2])
         handles.append(modules[n].register_forward_pre_hook(hook))
-    param = next(model.parameters(), None)
-    x = torch.zeros(1, *clip_shape, device=param.device if param is not None else None,
-                    dtype=param.dtype if param is not None else None)
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
-            model(x)
+        forward_zero_clip(model, clip_shape)
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
     missing = [n for n in names if n not in frames]

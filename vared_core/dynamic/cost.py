@@ -82,6 +82,21 @@ def clip_gflops(model: nn.Module) -> torch.Tensor:
     return total / 1e9
 
 
+def forward_zero_clip(model: nn.Module, clip_shape: Sequence[int]) -> torch.Tensor:
+    """One forward of a zero clip (batch 1) of ``clip_shape`` = (C, T, H, W) on the model's device and dtype,
+    in eval mode without grad; the model's training mode is restored afterwards."""
+    param = next(model.parameters(), None)
+    x = torch.zeros(1, *clip_shape, device=param.device if param is not None else None,
+                    dtype=param.dtype if param is not None else None)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model(x)
+    finally:
+        model.train(was_training)
+
+
 def static_gflops(model: nn.Module, clip_shape: Sequence[int]) -> float:
     """GFLOPs of one clip of ``clip_shape`` = (C, T, H, W) through ``model``, counted by
     `torch.utils.flop_counter.FlopCounterMode` (its FLOPs / 2 = multiply-accumulates). Eval mode, no grad.
@@ -90,14 +105,6 @@ def static_gflops(model: nn.Module, clip_shape: Sequence[int]) -> float:
         >>> static_gflops(nn.Conv3d(3, 8, 3), (3, 4, 16, 16))   # doctest: +ELLIPSIS
         0.000...
     """
-    param = next(model.parameters(), None)
-    x = torch.zeros(1, *clip_shape, device=param.device if param is not None else None,
-                    dtype=param.dtype if param is not None else None)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(x)
-    finally:
-        model.train(was_training)
+    with FlopCounterMode(display=False) as counter:
+        forward_zero_clip(model, clip_shape)
     return counter.get_total_flops() / 2 / 1e9
