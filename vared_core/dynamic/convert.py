@@ -4,7 +4,6 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Sequence
 
-import torch
 from torch import nn
 
 from .conv import DynamicConv
