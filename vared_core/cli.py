@@ -1,31 +1,24 @@
 """The `vared` command: researcher-facing tools around vared_core.
 
-Subcommands land with their issues (train, eval, flops, redundancy, make-synthetic); today: `info`.
+Each subcommand lives in its own module under `vared_core.commands` and registers itself here.
 """
 from __future__ import annotations
 
 import argparse
-import platform
+import importlib
 import sys
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
-
-def _info(args: argparse.Namespace) -> int:
-    import torch
-
-    import vared_core
-
-    print(f"vared_core {vared_core.__version__} | torch {torch.__version__} | python {platform.python_version()}")
-    print(f"CUDA available: {torch.cuda.is_available()} | CPU threads: {torch.get_num_threads()}")
-    return 0
+#: subcommand modules under vared_core.commands, in the order `vared --help` lists them
+COMMANDS = ("info",)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vared", description="VA-RED² dynamic video CNNs: tools around vared_core")
-    sub = parser.add_subparsers(dest="command", required=True)
-    info = sub.add_parser("info", help="print versions and the compute device")
-    info.set_defaults(func=_info)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"vared_core.commands.{name}").register(sub)
     return parser
 
 
