@@ -8,7 +8,12 @@ The public surface the orchestrator and users build on::
     logits = model(clips)                  # soft mode in training, hard (really reduced) in eval
     loss = ce + 0.8 * efficiency_loss(model, logits, labels)
     clip_gflops(model)                     # (B,) GFLOPs each clip cost
+
+Training and evaluation (`TrainConfig`, `fit`, `evaluate`, `load_config`) are importable from here
+too; they load on first use, so importing vared_core does not start the video decoder.
 """
+from typing import Any
+
 from .dynamic import (
     DynamicConv,
     DynamicSpec,
@@ -28,12 +33,26 @@ from .models import ModelCfg, build_model, get_model_cfg, list_models, register_
 
 __version__ = "0.1.0"
 
+_ENGINE = ("DataConfig", "OptimConfig", "SyntheticData", "TrainConfig", "evaluate", "fit", "load_config", "load_model")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ENGINE:
+        from . import engine
+
+        return getattr(engine, name)
+    raise AttributeError(f"module 'vared_core' has no attribute {name!r}")
+
 __all__ = [
+    "DataConfig",
     "DynamicConv",
     "DynamicSpec",
     "LayerRecord",
     "ModelCfg",
+    "OptimConfig",
     "SoftModulationGate",
+    "SyntheticData",
+    "TrainConfig",
     "__version__",
     "build_model",
     "clip_gflops",
@@ -41,9 +60,13 @@ __all__ = [
     "dynamic_mode",
     "dynamize",
     "efficiency_loss",
+    "evaluate",
+    "fit",
     "force_policy",
     "get_model_cfg",
     "list_models",
+    "load_config",
+    "load_model",
     "register_model",
     "static_gflops",
     "track_costs",

@@ -193,10 +193,12 @@ default_cfgs: dict[str, ModelCfg] = {
     "r2plus1d_18": ModelCfg(
         num_frames=16, crop_size=112, test_crop_size=128, frame_stride=1, mean=KINETICS_MEAN, std=KINETICS_STD,
         classifier="fc", dynamic_include=_SPATIAL_CONVS, paper=_PAPER,
+        lr=0.01, weight_decay=5e-4,
     ),
     "r2plus1d_18_tiny": ModelCfg(
         num_frames=8, crop_size=64, test_crop_size=64, frame_stride=1, mean=KINETICS_MEAN, std=KINETICS_STD,
         classifier="fc", dynamic_include=_SPATIAL_CONVS, paper=_PAPER,
+        lr=0.01, weight_decay=5e-4,
     ),
 }
 

@@ -67,6 +67,8 @@ class ModelCfg:
         dynamic_include: fnmatch patterns over module names selecting the convs `build_model` makes
             dynamic by default (``None`` = every Conv2d/Conv3d); overridable per build.
         paper: reference of the architecture.
+        lr / weight_decay: the seed's SGD learning rate and weight decay for this backbone (method doc §6:
+            lr 0.01 R(2+1)D, 0.1 I3D/X3D; weight decay 5e-4 R(2+1)D, 1e-4 I3D, 5e-5 X3D; TSN's own 5e-4).
     """
 
     num_frames: int
@@ -79,6 +81,8 @@ class ModelCfg:
     classifier: str = "fc"
     dynamic_include: tuple[str, ...] | None = None
     paper: str = ""
+    lr: float = 0.1
+    weight_decay: float = 1e-4
 
     def __post_init__(self) -> None:
         if self.sampling not in ("dense", "segments"):

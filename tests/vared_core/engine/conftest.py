@@ -1,0 +1,42 @@
+"""Shared fixtures: one small synthetic set and one trained tiny base model for the engine tests."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from vared_core.engine import DataConfig, FitResult, OptimConfig, SyntheticData, TrainConfig, fit
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # bit-reproducible CPU runs, and no fight with a parallel test process
+
+
+@pytest.fixture(scope="session")
+def engine_data(tmp_path_factory: pytest.TempPathFactory) -> DataConfig:
+    """pan_right vs pan_left, 16 videos each (12 train, 4 val), 8 frames of 32²; clips of 4 frames."""
+    root = tmp_path_factory.mktemp("engine") / "synth"
+    return DataConfig(
+        synthetic=SyntheticData(root=root, classes=2, videos_per_class=16, frames=8, size=32, seed=0),
+        flip=False, batch_size=4, num_workers=0, num_frames=4, frame_stride=2, crop_size=32,
+    )  # fmt: skip
+
+
+def base_config(data: DataConfig, output_dir: Path, **overrides: object) -> TrainConfig:
+    fields = dict(model="r2plus1d_18_tiny", epochs=15, output_dir=output_dir, data=data,
+                  optim=OptimConfig(lr=0.02, warmup_epochs=1), eval_every=100)  # fmt: skip
+    fields.update(overrides)
+    return TrainConfig(**fields)
+
+
+@pytest.fixture(scope="session")
+def make_base_config():
+    return base_config
+
+
+@pytest.fixture(scope="session")
+def base_run(engine_data: DataConfig, tmp_path_factory: pytest.TempPathFactory) -> FitResult:
+    torch.set_num_threads(1)
+    return fit(base_config(engine_data, tmp_path_factory.mktemp("base")))

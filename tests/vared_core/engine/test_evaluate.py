@@ -1,0 +1,97 @@
+"""`evaluate` on cases built by hand: known logits → known clip-1 / video-1 / video-5 and costs."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from vared_core import DynamicSpec, dynamize, force_policy
+from vared_core.engine import evaluate, score_views
+
+
+class FirstValues(nn.Module):
+    """Logits = the first N values of each clip, through an identity Linear (N² MACs per clip)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(n, n, bias=False)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.eye(n))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1)[:, : self.fc.in_features])
+
+
+def _video(view_logits: list[list[float]]) -> torch.Tensor:
+    """(V, 1, 1, 2, 4) clips whose first values are the given logits."""
+    v = torch.zeros(len(view_logits), 1, 1, 2, 4)
+    for i, row in enumerate(view_logits):
+        v[i].view(-1)[: len(row)] = torch.tensor(row)
+    return v
+
+
+def test_known_logits_give_known_accuracies() -> None:
+    # 6 classes, 3 videos × 2 views
+    dataset = [
+        # video 0, label 2: view 0 right, view 1 wrong (class 0); mean softmax → class 2 wins
+        {"video": _video([[0, 0, 5, 0, 0, 0], [1, 0, 0.5, 0, 0, 0]]), "label": 2, "index": 0},
+        # video 1, label 5: both views prefer class 0; 5 is 2nd-best → top-5 hit, top-1 miss
+        {"video": _video([[4, 0, 0, 0, 0, 1], [4, 0, 0, 0, 0, 1]]), "label": 5, "index": 1},
+        # video 2, label 1: class 1 is the smallest score → outside the top-5 of 6
+        {"video": _video([[3, -9, 2, 2, 2, 2], [3, -9, 2, 2, 2, 2]]), "label": 1, "index": 2},
+    ]
+    model = FirstValues(6)
+    r = evaluate(model, dataset, batch_size=2, class_names=list("abcdef"))
+    assert r.num_videos == 3 and r.num_views == 2
+    assert r.clip_top1 == pytest.approx(100 / 6)  # one view right out of six
+    assert r.video_top1 == pytest.approx(100 / 3)
+    assert r.video_top5 == pytest.approx(200 / 3)
+    assert [v.pred for v in r.videos] == [2, 0, 0]
+    assert r.gflops_avg == r.gflops_max == r.gflops_min == pytest.approx(36 / 1e9)
+    expected_loss = torch.nn.functional.cross_entropy(
+        torch.tensor([[0, 0, 5, 0, 0, 0], [1, 0, 0.5, 0, 0, 0], [4, 0, 0, 0, 0, 1], [4, 0, 0, 0, 0, 1],
+                      [3, -9, 2, 2, 2, 2], [3, -9, 2, 2, 2, 2]], dtype=torch.float),
+        torch.tensor([2, 2, 5, 5, 1, 1]),
+    )  # fmt: skip
+    assert r.loss == pytest.approx(float(expected_loss), rel=1e-6)
+    assert r.clips_per_s > 0
+    assert set(r.metrics()) == {"clip_top1", "video_top1", "video_top5", "gflops_avg", "gflops_max",
+                                "gflops_min", "clips_per_s", "loss"}  # fmt: skip
+
+
+def test_score_views_checks_shapes() -> None:
+    with pytest.raises(ValueError, match="B·V"):
+        score_views(torch.zeros(5, 3), torch.tensor([0, 1]), num_views=2)
+
+
+class TinyDynamicNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(3, 8, (1, 3, 3), padding=(0, 1, 1))
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x).mean((2, 3, 4)))
+
+
+def test_feature_ratios_costs_and_extremes_of_a_dynamic_model() -> None:
+    torch.manual_seed(0)
+    model = dynamize(TinyDynamicNet(), DynamicSpec(search_space=2), clip_shape=(3, 4, 8, 8))
+    # labels 0,0,1,2; motion annotations; clip i's content is scaled so costs differ only by policy
+    dataset = [{"video": torch.randn(3, 4, 8, 8), "label": lab, "index": i, "motion": i}
+               for i, lab in enumerate([0, 0, 1, 2])]  # fmt: skip
+    policy = torch.tensor([0, 1, 1, 0])  # per clip: full, half channels, half channels, full
+    with force_policy(model, channel=policy, temporal=0):
+        r = evaluate(model, dataset, batch_size=4)
+    assert r.layer_names == ["conv"]
+    # computed-feature ratio per class: class 0 = mean(1, 0.5), class 1 = 0.5, class 2 = 1
+    assert r.feature_ratio == [pytest.approx([0.75, 0.5, 1.0])]
+    costs = [v.gflops for v in r.videos]
+    assert costs[0] == costs[3] > costs[1] == costs[2]
+    assert r.gflops_max == pytest.approx(costs[0]) and r.gflops_min == pytest.approx(costs[1])
+    ext = r.extremes()
+    assert ext["0"]["most"].index == 0 and ext["0"]["least"].index == 1
+    assert r.gflops_by("motion") == pytest.approx({0: costs[0], 1: costs[1], 2: costs[2], 3: costs[3]})
+    assert not math.isnan(r.clips_per_s)

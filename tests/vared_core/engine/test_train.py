@@ -1,0 +1,121 @@
+"""`fit`: base training, dynamic fine-tuning from a base checkpoint, resume, failures."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from vared_core import DynamicSpec, dynamic_layers, force_policy
+from vared_core.engine import (
+    CheckpointError,
+    FitResult,
+    OptimConfig,
+    TrainConfig,
+    TrainingDiverged,
+    build_run_model,
+    checkpoint_dirs,
+    evaluate,
+    fit,
+    load_checkpoint,
+    load_model,
+)
+from vared_core.engine.data import build_datasets
+from vared_core.models import get_model_cfg
+
+pytestmark = pytest.mark.slow
+
+
+def test_base_model_loss_falls(base_run: FitResult) -> None:
+    ce = [h["train_ce"] for h in base_run.history]
+    assert len(ce) == 15
+    first, last = sum(ce[:3]) / 3, sum(ce[-3:]) / 3
+    assert last < 0.8 * first, ce
+    assert last < math.log(2), ce  # below chance level for two classes
+    for key in ("clip_top1", "video_top1", "video_top5", "gflops_avg", "gflops_max", "gflops_min", "clips_per_s"):
+        assert key in base_run.metrics
+    # a static net costs the same on every clip, and what it reports is what flop_counter counts
+    assert base_run.metrics["gflops_min"] == pytest.approx(base_run.metrics["gflops_max"])
+
+
+def test_run_folder_holds_checkpoints_and_metrics(base_run: FitResult) -> None:
+    out = Path(base_run.config.output_dir)
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == list(range(1, 16))
+    assert [p.name for p in checkpoint_dirs(out)] == ["epoch_0014", "epoch_0015"]  # keep_checkpoints=2
+    state = load_checkpoint(base_run.checkpoint)
+    assert state["epoch"] == 15 and set(state) >= {"model", "optimizer", "scheduler", "rng", "config"}
+    assert TrainConfig.model_validate(state["config"]) == base_run.config
+    model, config = load_model(base_run.checkpoint)
+    for (k, a), b in zip(model.state_dict().items(), base_run.model.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_dynamic_stage_pinned_full_reproduces_base(base_run: FitResult, engine_data, make_base_config, tmp_path) -> None:
+    config = make_base_config(
+        engine_data, tmp_path / "dyn", stage="dynamic", base_checkpoint=base_run.checkpoint,
+        dynamic=DynamicSpec(search_space=2), epochs=1, lambda_e=0.8,
+    )  # fmt: skip
+    model = build_run_model(config, num_classes=2)
+    assert len(dynamic_layers(model)) > 0
+    _, val = build_datasets(config.data, get_model_cfg(config.model), seed=config.seed)
+    with force_policy(model, temporal=0, channel=0):
+        pinned = evaluate(model, val, batch_size=4)
+    base = base_run.evaluation
+    assert pinned.clip_top1 == base.clip_top1 and pinned.video_top1 == base.video_top1
+    assert pinned.loss == pytest.approx(base.loss, rel=1e-4)
+    assert pinned.gflops_avg > base.gflops_avg  # the gates cost a little
+    # and the fine-tune itself runs, with the efficiency term in its loss
+    result = fit(config)
+    assert result.history[0]["train_efficiency"] > 0
+    assert result.evaluation.layer_names == [name for name, _ in dynamic_layers(model)]
+    assert len(result.evaluation.feature_ratio) == len(dynamic_layers(model))
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(engine_data, make_base_config, tmp_path) -> None:
+    straight = fit(make_base_config(engine_data, tmp_path / "a", epochs=3, eval_every=1))
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_two(epoch: int, metrics: dict, ckpt: Path) -> None:
+        if epoch == 2:
+            raise Interrupt
+
+    config = make_base_config(engine_data, tmp_path / "b", epochs=3, eval_every=1)
+    with pytest.raises(Interrupt):
+        fit(config, on_epoch=stop_after_two)
+    seen = []
+    resumed = fit(config.model_copy(update={"resume_from": "last"}), on_epoch=lambda e, m, c: seen.append(e))
+    assert seen == [3]
+    for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]
+
+
+def test_resume_from_another_run_is_refused(base_run: FitResult, engine_data, make_base_config, tmp_path) -> None:
+    other = make_base_config(engine_data, tmp_path / "c", optim=OptimConfig(lr=0.5), resume_from=base_run.checkpoint)
+    with pytest.raises(CheckpointError, match=r"optim.*0\.5"):
+        fit(other)
+
+
+def test_bad_base_checkpoints_are_named(base_run: FitResult, engine_data, make_base_config, tmp_path) -> None:
+    wrong_model = make_base_config(
+        engine_data, tmp_path / "d", model="x3d_m_tiny", stage="dynamic", base_checkpoint=base_run.checkpoint
+    )
+    with pytest.raises(CheckpointError, match="x3d_m_tiny"):
+        fit(wrong_model)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="junk.pt"):
+        fit(make_base_config(engine_data, tmp_path / "e", stage="dynamic", base_checkpoint=junk))
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        fit(make_base_config(engine_data, tmp_path / "f", stage="dynamic", base_checkpoint=tmp_path / "missing"))
+
+
+def test_nan_loss_raises_a_clear_error(engine_data, make_base_config, tmp_path) -> None:
+    config = make_base_config(engine_data, tmp_path / "g", epochs=4, optim=OptimConfig(lr=1e30), eval_every=100)
+    with pytest.raises(TrainingDiverged, match=r"loss is (nan|inf).*epoch 1.*lower optim.lr"):
+        fit(config)

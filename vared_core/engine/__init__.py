@@ -1,0 +1,45 @@
+"""Training and evaluation: `TrainConfig` → `fit` → checkpoints and metrics; `evaluate` on any model.
+
+Example::
+
+    from vared_core.engine import DataConfig, SyntheticData, TrainConfig, fit
+    base = fit(TrainConfig(model="r2plus1d_18_tiny", epochs=4, output_dir="runs/base",
+                           data=DataConfig(synthetic=SyntheticData(root="data/synth"), flip=False)))
+    dyn = fit(TrainConfig(model="r2plus1d_18_tiny", stage="dynamic", base_checkpoint=base.checkpoint,
+                          lambda_e=0.8, epochs=2, output_dir="runs/dyn", data=base.config.data))
+    print(dyn.metrics["video_top1"], dyn.metrics["gflops_avg"])
+"""
+from __future__ import annotations
+
+from .checkpoint import CheckpointError, checkpoint_dirs, latest_checkpoint, load_checkpoint, save_checkpoint
+from .config import ConfigError, DataConfig, OptimConfig, SyntheticData, TrainConfig, load_config
+from .data import ClipGeometry, build_datasets, clip_geometry, ensure_synthetic
+from .evaluate import EvalResult, VideoRow, evaluate, score_views
+from .train import FitResult, TrainingDiverged, build_run_model, fit, load_model
+
+__all__ = [
+    "CheckpointError",
+    "ClipGeometry",
+    "ConfigError",
+    "DataConfig",
+    "EvalResult",
+    "FitResult",
+    "OptimConfig",
+    "SyntheticData",
+    "TrainConfig",
+    "TrainingDiverged",
+    "VideoRow",
+    "build_datasets",
+    "build_run_model",
+    "checkpoint_dirs",
+    "clip_geometry",
+    "ensure_synthetic",
+    "evaluate",
+    "fit",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "load_config",
+    "load_model",
+    "save_checkpoint",
+    "score_views",
+]

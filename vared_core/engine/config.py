@@ -1,0 +1,213 @@
+"""`TrainConfig`: everything one training run (a base model or a dynamic fine-tune) depends on.
+
+One typed, serialisable record: the orchestrator builds it from a trial's parameters, `vared train`
+from YAML and flags, and every checkpoint stores it. ``None`` in a field means "the backbone's
+default" (`vared_core.get_model_cfg`), resolved by `resolve`, so a config written for one backbone
+stays meaningful for another.
+
+Example:
+    >>> cfg = TrainConfig(model="r2plus1d_18_tiny", epochs=2, output_dir="runs/base",
+    ...                   data=DataConfig(synthetic=SyntheticData(root="data/synth")))
+    >>> cfg.stage, cfg.data.batch_size
+    ('base', 8)
+    >>> TrainConfig.model_validate(cfg.to_dict()) == cfg
+    True
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from vared_core.dynamic import DynamicSpec
+
+__all__ = ["ConfigError", "DataConfig", "OptimConfig", "SyntheticData", "TrainConfig", "load_config"]
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors; assignments are validated too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class SyntheticData(_Strict):
+    """A synthetic motion-pattern dataset (`vared_core.data.make_synthetic`), written on first use."""
+
+    root: Path
+    classes: int = Field(4, ge=1)
+    videos_per_class: int = Field(8, ge=2)
+    frames: int = Field(16, ge=1)
+    size: int = Field(64, ge=32)
+    seed: int = Field(0, ge=0)
+    val_fraction: float = Field(0.25, gt=0.0, lt=1.0)
+
+
+class DataConfig(_Strict):
+    """Where clips come from and how they are cut.
+
+    Either ``synthetic`` or both list files (Kinetics-style CSV / space-separated lists, see
+    `vared_core.data.read_list`). ``None`` geometry fields take the backbone's defaults.
+    """
+
+    synthetic: SyntheticData | None = None
+    train_list: Path | None = None
+    val_list: Path | None = None
+    root: Path | None = None
+    classes: list[str] | None = None
+    num_frames: int | None = Field(None, ge=1)
+    frame_stride: int | None = Field(None, ge=1)
+    crop_size: int | None = Field(None, ge=8)
+    test_crop_size: int | None = Field(None, ge=8)
+    flip: bool = True
+    test_clips: int = Field(1, ge=1)
+    test_crops: Literal[1, 3] = 1
+    batch_size: int = Field(8, ge=1)
+    eval_batch_size: int | None = Field(None, ge=1)
+    num_workers: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        lists = (self.train_list is not None, self.val_list is not None)
+        if self.synthetic is not None and any(lists):
+            raise ValueError("give either 'synthetic' or 'train_list'/'val_list', not both")
+        if self.synthetic is None and not all(lists):
+            raise ValueError("give 'synthetic' or both 'train_list' and 'val_list'")
+        return self
+
+
+class OptimConfig(_Strict):
+    """SGD with Nesterov momentum; linear warm-up then cosine decay, stepped every iteration.
+
+    ``lr`` / ``weight_decay`` ``None`` take the backbone's values from the seed (`ModelCfg.lr`,
+    `ModelCfg.weight_decay`). Weight decay applies to conv and linear weights, not to norms or biases.
+    """
+
+    lr: float | None = Field(None, gt=0)
+    weight_decay: float | None = Field(None, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = True
+    warmup_epochs: float = Field(0.0, ge=0)
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)
+    grad_clip: float | None = Field(None, gt=0)
+
+
+class TrainConfig(_Strict):
+    """One training run.
+
+    Attributes:
+        model: registered backbone name (`vared_core.list_models`).
+        num_classes: classifier outputs; ``None`` = the dataset's class count.
+        width: channel width multiplier of the backbone.
+        stage: ``"base"`` trains the static backbone from scratch; ``"dynamic"`` loads
+            ``base_checkpoint`` (if given), dynamizes with ``dynamic`` and fine-tunes with
+            cross-entropy + ``lambda_e`` · efficiency loss (method doc §5–6).
+        dynamic: the dynamic spec (stage ``"dynamic"`` only; default `DynamicSpec()`).
+        dynamic_include: fnmatch patterns of the convs to make dynamic; ``None`` = backbone default.
+        lambda_e: weight λ_e of the efficiency loss.
+        base_checkpoint: checkpoint (file or directory) of a base run whose weights start the fine-tune.
+        epochs: training epochs.
+        seed: seed of initialisation, clip sampling and shuffling; CPU runs are bit-reproducible.
+        output_dir: run folder: ``checkpoints/epoch_NNNN/`` and ``metrics.jsonl``.
+        resume_from: a checkpoint of this same run to continue from (``"last"`` = the newest one in
+            ``output_dir``, none there = start fresh).
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        amp: bfloat16/float16 autocast + grad scaling on CUDA (ignored on CPU).
+        channels_last: channels-last memory layout on CUDA (cudnn benchmark is on there as well).
+        threads: CPU threads for torch (``None`` leaves torch's default).
+        eval_every: evaluate every N epochs (the last epoch always).
+        keep_checkpoints: newest checkpoints kept on disk (≥ 1).
+        max_steps_per_epoch: cap on optimizer steps per epoch (smoke runs).
+    """
+
+    model: str
+    num_classes: int | None = Field(None, ge=1)
+    width: float = Field(1.0, gt=0)
+    stage: Literal["base", "dynamic"] = "base"
+    dynamic: DynamicSpec | None = None
+    dynamic_include: list[str] | None = None
+    lambda_e: float = Field(0.8, ge=0)
+    base_checkpoint: Path | None = None
+    epochs: int = Field(ge=1)
+    optim: OptimConfig = OptimConfig()
+    data: DataConfig
+    seed: int = Field(0, ge=0)
+    output_dir: Path
+    resume_from: Path | Literal["last"] | None = None
+    device: str = "auto"
+    amp: bool = True
+    channels_last: bool = True
+    threads: int | None = Field(None, ge=1)
+    eval_every: int = Field(1, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    max_steps_per_epoch: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _stage_fields(self) -> TrainConfig:
+        if self.stage == "base" and (self.dynamic is not None or self.base_checkpoint is not None):
+            raise ValueError("'dynamic' and 'base_checkpoint' belong to stage 'dynamic'; this run has stage 'base'")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        return self
+
+    @property
+    def spec(self) -> DynamicSpec | None:
+        """The dynamic spec of this run (``None`` for a base run)."""
+        if self.stage == "base":
+            return None
+        return self.dynamic if self.dynamic is not None else DynamicSpec()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/YAML values (paths as strings), the form checkpoints and trackers store."""
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+class ConfigError(ValueError):
+    """A config file or dict that does not describe a valid `TrainConfig`; the message names the
+    source and every offending field (dotted path)."""
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """One line per problem: ``source: field.path: message``."""
+    lines = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"{source}: {path}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def load_config(source: str | Path | dict[str, Any], overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """A `TrainConfig` from a YAML file or a dict, with dotted-key ``overrides`` (``{"optim.lr": 0.1}``).
+
+    Raises:
+        ConfigError: naming the file and every invalid or unknown field.
+    """
+    name = "<dict>"
+    if isinstance(source, dict):
+        data = dict(source)
+    else:
+        name = str(source)
+        try:
+            data = yaml.safe_load(Path(source).read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{name}: no such config file") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{name}: not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{name}: expected a mapping of config fields at the top level")
+    for key, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{name}: override {key!r}: {p!r} is not a mapping")
+        node[leaf] = value
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, name)) from None

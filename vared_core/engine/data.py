@@ -1,0 +1,110 @@
+"""From a `DataConfig` and a backbone's defaults to the train and validation datasets.
+
+Synthetic data is written on first use into ``synthetic.root`` and reused afterwards: a run (or many
+trials of a study at once) finds it by the parameters recorded next to it, and a half-written set is
+never visible, since it is generated in a temporary sibling folder and renamed into place.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from vared_core.data import VideoDataset, make_dataset, make_synthetic
+from vared_core.models import ModelCfg
+
+from .config import DataConfig, SyntheticData
+
+__all__ = ["ClipGeometry", "build_datasets", "clip_geometry", "ensure_synthetic"]
+
+_MARKER = "synthetic.json"
+
+
+def ensure_synthetic(spec: SyntheticData) -> tuple[Path, Path]:
+    """Write the synthetic set ``spec`` describes unless it is already there; return (train, val) lists.
+
+    Raises:
+        ValueError: when ``spec.root`` holds something else (another synthetic set, or other files).
+    """
+    root = Path(spec.root).absolute()
+    wanted = spec.model_dump(mode="json", exclude={"root"})
+    marker = root / _MARKER
+    if not marker.exists():
+        if root.exists() and any(root.iterdir()):
+            raise ValueError(f"data.synthetic.root: {root} exists and is not a synthetic set written by vared")
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+        try:
+            make_synthetic(tmp, **wanted)
+            (tmp / _MARKER).write_text(json.dumps(wanted, indent=2), encoding="utf-8")
+            try:
+                if root.exists():
+                    root.rmdir()  # an empty folder made beforehand
+                os.rename(tmp, root)
+            except OSError:
+                if not marker.exists():  # not another process that won the race: a real failure
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    found = json.loads(marker.read_text(encoding="utf-8"))
+    if found != wanted:
+        diff = {k: (found.get(k), v) for k, v in wanted.items() if found.get(k) != v}
+        raise ValueError(
+            f"data.synthetic.root: {root} holds a synthetic set with other parameters "
+            f"(found vs wanted: {diff}); pick another root or delete it"
+        )
+    return root / "train.csv", root / "val.csv"
+
+
+@dataclass(frozen=True)
+class ClipGeometry:
+    """How clips are cut for one backbone: the config's values, the backbone's defaults where unset."""
+
+    num_frames: int
+    frame_stride: int
+    crop_size: int
+    test_crop_size: int
+    sampling: str  # "dense" or "segment" (as `make_dataset` names them)
+
+    @property
+    def clip_shape(self) -> tuple[int, int, int, int]:
+        return (3, self.num_frames, self.crop_size, self.crop_size)
+
+    @property
+    def test_clip_shape(self) -> tuple[int, int, int, int]:
+        return (3, self.num_frames, self.test_crop_size, self.test_crop_size)
+
+
+def clip_geometry(data: DataConfig, model_cfg: ModelCfg) -> ClipGeometry:
+    crop = data.crop_size or model_cfg.crop_size
+    return ClipGeometry(
+        num_frames=data.num_frames or model_cfg.num_frames,
+        frame_stride=data.frame_stride or model_cfg.frame_stride or 1,
+        crop_size=crop,
+        # a crop set in the config sets the test crop too, unless that is set on its own
+        test_crop_size=data.test_crop_size or (crop if data.crop_size else model_cfg.test_crop_size),
+        sampling="segment" if model_cfg.sampling == "segments" else "dense",
+    )
+
+
+def build_datasets(data: DataConfig, model_cfg: ModelCfg, *, seed: int) -> tuple[VideoDataset, VideoDataset]:
+    """(train, val) datasets: random training clips; ``test_clips`` × ``test_crops`` views per val video."""
+    if data.synthetic is not None:
+        train_list, val_list = ensure_synthetic(data.synthetic)
+    else:
+        assert data.train_list is not None and data.val_list is not None  # guaranteed by DataConfig
+        train_list, val_list = data.train_list, data.val_list
+    geo = clip_geometry(data, model_cfg)
+    common = dict(
+        num_frames=geo.num_frames, stride=geo.frame_stride, sampling=geo.sampling, seed=seed,
+        root=data.root, classes=data.classes,
+    )
+    train = make_dataset(train_list, train=True, size=geo.crop_size, flip=data.flip, **common)
+    val = make_dataset(
+        val_list, train=False, size=geo.test_crop_size, clips=data.test_clips, crops=data.test_crops,
+        classes=train.classes, **{k: v for k, v in common.items() if k != "classes"},
+    )
+    return train, val

@@ -1,0 +1,239 @@
+"""`evaluate`: the seed's test metrics for any model (static or dynamic) on a multi-view test set.
+
+* **clip-1**: top-1 accuracy of single views, averaged over every view (the expected accuracy of a
+  one-clip test);
+* **video-1 / video-5**: top-1 / top-5 of each video's mean softmax over its views (K clips × crops,
+  *K-LeftCenterRight*); with fewer than 5 classes, top-5 counts every class;
+* **GFLOPs** avg / max / min per view (one clip), from `clip_gflops` (what hard mode really computed);
+* **clips/s**: views through the model per second of forward time, the first batches excluded;
+* per dynamic layer and class, the mean ratio of output features computed (seed Figure 4-1);
+* every view's cost (Figure B-6) and the most / least expensive video of each class (Figure 4-2).
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vared_core.data import collate_clips, make_loader
+from vared_core.dynamic import clip_gflops, dynamic_layers, track_costs
+
+__all__ = ["EvalResult", "VideoRow", "evaluate", "score_views"]
+
+
+def score_views(logits: torch.Tensor, labels: torch.Tensor, num_views: int) -> dict[str, torch.Tensor]:
+    """Per-view and per-video correctness from ``(B·V, N)`` logits grouped by video (view-major rows).
+
+    Returns:
+        ``clip_correct`` (B·V,) bool, ``video_top1`` / ``video_top5`` (B,) bool, ``video_pred`` (B,),
+        ``video_prob`` (B, N) mean softmax over views.
+
+    Example:
+        >>> logits = torch.tensor([[2., 0.], [0., 1.], [0., 3.], [0., 1.]])
+        >>> s = score_views(logits, torch.tensor([0, 1]), num_views=2)
+        >>> s["clip_correct"].tolist(), s["video_top1"].tolist()
+        ([True, False, True, True], [True, True])
+    """
+    n = logits.shape[0]
+    if logits.dim() != 2 or num_views < 1 or n != labels.numel() * num_views:
+        raise ValueError(f"score_views: logits {tuple(logits.shape)} must be (B·V, N) for B={labels.numel()}, V={num_views}")
+    logits = logits.float()
+    per_view_labels = labels.repeat_interleave(num_views)
+    prob = logits.softmax(-1).view(-1, num_views, logits.shape[1]).mean(1)
+    k = min(5, logits.shape[1])
+    top5 = prob.topk(k, dim=1).indices
+    return {
+        "clip_correct": logits.argmax(-1) == per_view_labels,
+        "video_pred": prob.argmax(-1),
+        "video_top1": prob.argmax(-1) == labels,
+        "video_top5": (top5 == labels[:, None]).any(1),
+        "video_prob": prob,
+    }
+
+
+@dataclass
+class VideoRow:
+    """One test video: its dataset index, true and predicted label, mean GFLOPs over its views and any
+    integer annotations the dataset gives (``motion``, ``clutter`` for the synthetic set)."""
+
+    index: int
+    label: int
+    pred: int
+    gflops: float
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class EvalResult:
+    """What `evaluate` measured. Accuracies in percent, costs in GFLOPs per clip (one view)."""
+
+    clip_top1: float
+    video_top1: float
+    video_top5: float
+    loss: float
+    gflops_avg: float
+    gflops_max: float
+    gflops_min: float
+    clips_per_s: float
+    num_videos: int
+    num_views: int
+    class_names: list[str]
+    layer_names: list[str]
+    #: [layer][class] mean ratio of output features the layer computed (NaN: class absent)
+    feature_ratio: list[list[float]]
+    #: GFLOPs of every view, in dataset order
+    view_gflops: list[float]
+    videos: list[VideoRow]
+
+    def metrics(self) -> dict[str, float]:
+        """The project's metric names → values (what trials report and MLflow stores)."""
+        names = ("clip_top1", "video_top1", "video_top5", "gflops_avg", "gflops_max", "gflops_min", "clips_per_s", "loss")
+        return {k: float(getattr(self, k)) for k in names}
+
+    def extremes(self) -> dict[str, dict[str, VideoRow]]:
+        """Per class name: the ``"most"`` and ``"least"`` expensive video (seed Figure 4-2)."""
+        out: dict[str, dict[str, VideoRow]] = {}
+        for c, name in enumerate(self.class_names):
+            rows = [v for v in self.videos if v.label == c]
+            if rows:
+                out[name] = {"most": max(rows, key=lambda r: r.gflops), "least": min(rows, key=lambda r: r.gflops)}
+        return out
+
+    def gflops_by(self, key: str) -> dict[int, float]:
+        """Mean GFLOPs per value of an integer annotation, e.g. ``gflops_by("motion")``."""
+        groups: dict[int, list[float]] = {}
+        for v in self.videos:
+            if key in v.extra:
+                groups.setdefault(v.extra[key], []).append(v.gflops)
+        return {k: sum(g) / len(g) for k, g in sorted(groups.items())}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _views(video: torch.Tensor) -> tuple[torch.Tensor, int]:
+    if video.dim() == 6:
+        return video.flatten(0, 1), video.shape[1]
+    if video.dim() == 5:
+        return video, 1
+    raise ValueError(f"evaluate: expected video batches (B, C, T, H, W) or (B, V, C, T, H, W), got {tuple(video.shape)}")
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    dataset: Sequence[dict[str, Any]],
+    *,
+    batch_size: int = 8,
+    num_workers: int | None = 0,
+    device: str | torch.device | None = None,
+    warmup_batches: int = 1,
+    class_names: Sequence[str] | None = None,
+    channels_last: bool = False,
+) -> EvalResult:
+    """Evaluate ``model`` on every video of ``dataset`` (items with ``"video"`` and ``"label"``).
+
+    Dynamic layers run in hard mode (each clip computes only what its gates keep). The model's
+    training mode is restored afterwards.
+
+    Args:
+        dataset: a test `VideoDataset` (or any sequence of such dicts); multi-view items
+            ``(V, C, T, H, W)`` are scored per video.
+        batch_size: videos per batch (a batch holds batch_size × V views).
+        device: where to run; default the model's device.
+        warmup_batches: batches left out of the clips/s timing (allocations, kernel selection).
+        class_names: names for the per-class tables; default ``dataset.classes`` or "0", "1", …
+    """
+    param = next(model.parameters(), None)
+    device = torch.device(device) if device is not None else (param.device if param is not None else torch.device("cpu"))
+    track_costs(model)
+    layers = dynamic_layers(model)
+    was_training = model.training
+    model.eval()
+    loader = make_loader(dataset, batch_size=batch_size, train=False, num_workers=num_workers, collate_fn=collate_clips)
+    clip_correct: list[torch.Tensor] = []
+    top1: list[torch.Tensor] = []
+    top5: list[torch.Tensor] = []
+    losses: list[torch.Tensor] = []
+    view_cost: list[torch.Tensor] = []
+    ratios: list[torch.Tensor] = []  # (B·V, L) computed-feature ratio per view and layer
+    view_labels: list[torch.Tensor] = []
+    videos: list[VideoRow] = []
+    batch_times: list[tuple[int, float]] = []  # (views, forward seconds) per batch
+    num_views = 1
+    try:
+        for batch in loader:
+            x, num_views = _views(batch["video"])
+            x = x.to(device, non_blocking=True)
+            if channels_last and x.dim() == 5:
+                x = x.contiguous(memory_format=torch.channels_last_3d)
+            labels = batch["label"]
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            logits = model(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            batch_times.append((x.shape[0], time.perf_counter() - start))
+            logits = logits.float().cpu()
+            cost = clip_gflops(model).float()
+            s = score_views(logits, labels, num_views)
+            clip_correct.append(s["clip_correct"])
+            top1.append(s["video_top1"])
+            top5.append(s["video_top5"])
+            losses.append(F.cross_entropy(logits, labels.repeat_interleave(num_views), reduction="none"))
+            view_cost.append(cost)
+            view_labels.append(labels.repeat_interleave(num_views))
+            if layers:
+                ratios.append(torch.stack([m.last.cost_fraction.detach().float().cpu() for _, m in layers], 1))
+            per_video_cost = cost.view(-1, num_views).mean(1)
+            extra_keys = [k for k in ("motion", "clutter") if isinstance(batch.get(k), torch.Tensor)]
+            indices = batch["index"].tolist() if isinstance(batch.get("index"), torch.Tensor) else [None] * len(labels)
+            for i in range(len(labels)):
+                videos.append(VideoRow(
+                    index=int(indices[i]) if indices[i] is not None else len(videos),
+                    label=int(labels[i]), pred=int(s["video_pred"][i]), gflops=float(per_video_cost[i]),
+                    extra={k: int(batch[k][i]) for k in extra_keys},
+                ))  # fmt: skip
+    finally:
+        model.train(was_training)
+    if not videos:
+        raise ValueError("evaluate: the dataset is empty")
+    names = list(class_names or getattr(dataset, "classes", None) or [])
+    num_classes = max(len(names), int(torch.cat(view_labels).max()) + 1)
+    names += [str(i) for i in range(len(names), num_classes)]
+    cost_all = torch.cat(view_cost)
+    labels_all = torch.cat(view_labels)
+    feature_ratio: list[list[float]] = []
+    if layers:
+        r = torch.cat(ratios)
+        for li in range(len(layers)):
+            feature_ratio.append([
+                float(r[labels_all == c, li].mean()) if bool((labels_all == c).any()) else math.nan
+                for c in range(num_classes)
+            ])  # fmt: skip
+    timed = batch_times[warmup_batches:] or batch_times  # too few batches to leave the warm-up out: all
+    seconds = sum(t for _, t in timed)
+    return EvalResult(
+        clip_top1=100.0 * float(torch.cat(clip_correct).float().mean()),
+        video_top1=100.0 * float(torch.cat(top1).float().mean()),
+        video_top5=100.0 * float(torch.cat(top5).float().mean()),
+        loss=float(torch.cat(losses).mean()),
+        gflops_avg=float(cost_all.mean()),
+        gflops_max=float(cost_all.max()),
+        gflops_min=float(cost_all.min()),
+        clips_per_s=sum(n for n, _ in timed) / seconds if seconds > 0 else math.nan,
+        num_videos=len(videos),
+        num_views=num_views,
+        class_names=names,
+        layer_names=[n for n, _ in layers],
+        feature_ratio=feature_ratio,
+        view_gflops=cost_all.tolist(),
+        videos=videos,
+    )

@@ -1,0 +1,286 @@
+"""`fit`: train a base model, or dynamize a base checkpoint and fine-tune it with λ_e (method doc §5–6).
+
+One epoch = one pass over the training set in soft mode (cross-entropy + λ_e · efficiency loss for a
+dynamic run), then, every ``eval_every`` epochs and after the last, `evaluate` in hard mode, a
+checkpoint, one line in ``metrics.jsonl`` and the ``on_epoch`` callback. On CPU a run is
+bit-reproducible from its seed, and a run resumed from a checkpoint ends with the same weights as
+one that was never interrupted.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vared_core.data import make_loader
+from vared_core.dynamic import clip_gflops, dynamize, efficiency_loss, track_costs
+from vared_core.models import build_model, get_model_cfg
+
+from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .data import build_datasets, clip_geometry
+from .evaluate import EvalResult, evaluate
+
+__all__ = ["FitResult", "TrainingDiverged", "build_run_model", "fit", "load_model"]
+
+#: on_epoch(epoch, metrics, checkpoint_dir): epoch counts from 1; checkpoint_dir holds that epoch's checkpoint
+EpochCallback = Callable[[int, dict[str, float], Path], None]
+
+#: config fields a resumed run may change (where it runs, how it logs); everything else must match
+_RESUME_FREE = {"output_dir", "resume_from", "device", "threads", "keep_checkpoints", "eval_every", "amp"}
+_RESUME_FREE_DATA = {"num_workers", "eval_batch_size", "root", "train_list", "val_list", "synthetic"}
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class FitResult:
+    """What `fit` produced: the last epoch's metrics, every epoch's metrics, the final evaluation and
+    where the newest checkpoint is."""
+
+    config: TrainConfig
+    metrics: dict[str, float]
+    history: list[dict[str, float]]
+    evaluation: EvalResult | None
+    checkpoint: Path
+    model: nn.Module = field(repr=False)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {name!r} was asked for but CUDA is not available")
+    return device
+
+
+def build_run_model(config: TrainConfig, num_classes: int, *, load_base: bool = True) -> nn.Module:
+    """The model of a run: the static backbone, and for stage ``dynamic`` the base checkpoint's
+    weights (when given and ``load_base``) dynamized with the run's spec. Costs are tracked either way."""
+    mcfg = get_model_cfg(config.model)
+    geo = clip_geometry(config.data, mcfg)
+    model = build_model(
+        config.model, num_classes, num_frames=geo.num_frames, crop_size=geo.crop_size, width=config.width
+    )
+    if config.stage == "dynamic":
+        if config.base_checkpoint is not None and load_base:
+            _load_base(model, config, num_classes)
+        include = config.dynamic_include if config.dynamic_include is not None else mcfg.dynamic_include
+        spec = config.spec
+        assert spec is not None
+        dynamize(model, spec, clip_shape=geo.clip_shape, include=include)
+    track_costs(model)
+    return model
+
+
+def _load_base(model: nn.Module, config: TrainConfig, num_classes: int) -> None:
+    path = config.base_checkpoint
+    state = load_checkpoint(path)  # type: ignore[arg-type]
+    base = state["config"]
+    wanted = {"model": config.model, "width": config.width, "stage": "base"}
+    found = {k: base.get(k) for k in wanted}
+    if found != wanted:
+        raise CheckpointError(f"base_checkpoint {path}: trained as {found}, this run needs {wanted}")
+    try:
+        model.load_state_dict(state["model"], strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"base_checkpoint {path}: weights do not fit {config.model} with {num_classes} classes: "
+            f"{str(e).splitlines()[0]} …"
+        ) from None
+
+
+def load_model(path: str | Path, device: str = "cpu") -> tuple[nn.Module, TrainConfig]:
+    """Rebuild a trained model (static or dynamic) from any checkpoint of a run."""
+    state = load_checkpoint(path)
+    config = TrainConfig.model_validate(state["config"])
+    model = build_run_model(config, int(state["num_classes"]), load_base=False)
+    model.load_state_dict(state["model"])
+    return model.to(device), config
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    decay, no_decay = [], []
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad:
+                continue
+            is_weight = name == "weight" and isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))
+            (decay if is_weight else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _lr_lambda(total_steps: int, warmup_steps: int, min_ratio: float) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return f
+
+
+def _check_resume(config: TrainConfig, saved: dict[str, Any], path: Path) -> None:
+    now = config.to_dict()
+    diffs = []
+    for key in sorted(set(now) | set(saved)):
+        if key in _RESUME_FREE:
+            continue
+        if key == "data":
+            a = {k: v for k, v in now["data"].items() if k not in _RESUME_FREE_DATA}
+            b = {k: v for k, v in saved.get("data", {}).items() if k not in _RESUME_FREE_DATA}
+            diffs += [f"data.{k}: {b.get(k)!r} → {a.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif now.get(key) != saved.get(key):
+            diffs.append(f"{key}: {saved.get(key)!r} → {now.get(key)!r}")
+    if diffs:
+        raise CheckpointError(f"resume_from {path}: the checkpoint belongs to another run; differs in " + "; ".join(diffs))
+
+
+def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult:
+    """Train as ``config`` says; see the module doc. Returns a `FitResult`.
+
+    Raises:
+        TrainingDiverged: when the loss becomes NaN or infinite (the last good checkpoint stays).
+        CheckpointError: a base or resume checkpoint that is missing or does not fit this run.
+    """
+    device = _device(config.device)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    mcfg = get_model_cfg(config.model)
+
+    resume_path: Path | None = None
+    if config.resume_from == "last":
+        resume_path = latest_checkpoint(out)
+    elif config.resume_from is not None:
+        resume_path = Path(config.resume_from)
+    state = load_checkpoint(resume_path) if resume_path is not None else None
+    if state is not None:
+        _check_resume(config, state["config"], resume_path)  # type: ignore[arg-type]
+
+    train_set, val_set = build_datasets(config.data, mcfg, seed=config.seed)
+    num_classes = config.num_classes or train_set.num_classes
+    torch.manual_seed(config.seed)
+    model = build_run_model(config, num_classes, load_base=state is None).to(device)
+    channels_last = config.channels_last and device.type == "cuda"
+    if channels_last:
+        for p in model.parameters():
+            if p.dim() == 5:
+                p.data = p.data.contiguous(memory_format=torch.channels_last_3d)
+
+    loader = make_loader(
+        train_set, batch_size=config.data.batch_size, train=True, num_workers=config.data.num_workers, seed=config.seed
+    )
+    steps_per_epoch = len(loader) if config.max_steps_per_epoch is None else min(len(loader), config.max_steps_per_epoch)
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"data: {len(train_set)} training videos make no full batch of {config.data.batch_size}; lower data.batch_size"
+        )
+    lr = config.optim.lr if config.optim.lr is not None else mcfg.lr
+    wd = config.optim.weight_decay if config.optim.weight_decay is not None else mcfg.weight_decay
+    optimizer = torch.optim.SGD(
+        _param_groups(model, wd), lr=lr, momentum=config.optim.momentum, nesterov=config.optim.nesterov
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        _lr_lambda(steps_per_epoch * config.epochs, round(steps_per_epoch * config.optim.warmup_epochs),
+                   config.optim.min_lr_ratio),
+    )  # fmt: skip
+    use_amp = config.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+
+    start_epoch, history = 0, []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+        start_epoch, history = int(state["epoch"]), list(state.get("history", []))
+
+    evaluation: EvalResult | None = None
+    ckpt = resume_path
+    for epoch in range(start_epoch, config.epochs):
+        train_set.set_epoch(epoch)
+        model.train()
+        t0 = time.perf_counter()
+        sums = {"loss": 0.0, "train_ce": 0.0, "train_efficiency": 0.0, "train_top1": 0.0, "train_gflops": 0.0}
+        seen = 0
+        for step, batch in enumerate(loader):
+            if step >= steps_per_epoch:
+                break
+            x = batch["video"].to(device, non_blocking=True)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last_3d)
+            y = batch["label"].to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                logits = model(x)
+                ce = F.cross_entropy(logits.float(), y)
+                eff = efficiency_loss(model, logits.float(), y) if config.stage == "dynamic" else ce.new_zeros(())
+                loss = ce + config.lambda_e * eff
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"{config.output_dir}: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} "
+                    f"(cross-entropy {ce.item():.4g}, efficiency {eff.item():.4g}); lower optim.lr"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config.optim.grad_clip is not None:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            n = y.shape[0]
+            seen += n
+            sums["loss"] += loss.item() * n
+            sums["train_ce"] += ce.item() * n
+            sums["train_efficiency"] += eff.item() * n
+            sums["train_top1"] += 100.0 * (logits.argmax(-1) == y).float().sum().item()
+            sums["train_gflops"] += clip_gflops(model).sum().item()
+        metrics: dict[str, float] = {k: v / seen for k, v in sums.items()}
+        metrics.update(epoch=float(epoch + 1), lr=optimizer.param_groups[0]["lr"], epoch_time_s=time.perf_counter() - t0)
+        if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
+            evaluation = evaluate(
+                model, val_set, batch_size=config.data.eval_batch_size or config.data.batch_size,
+                num_workers=config.data.num_workers, device=device, channels_last=channels_last,
+            )  # fmt: skip
+            metrics.update({f"val_{k}" if k == "loss" else k: v for k, v in evaluation.metrics().items()})
+        history.append(metrics)
+        ckpt = save_checkpoint(out, {
+            "config": config.to_dict(), "num_classes": num_classes, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+            "metrics": metrics, "history": history,
+        }, epoch=epoch + 1, keep=config.keep_checkpoints)  # fmt: skip
+        with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(metrics) + "\n")
+        if on_epoch is not None:
+            on_epoch(epoch + 1, metrics, ckpt)
+    if ckpt is None:
+        raise ValueError(f"fit: nothing to do, epochs={config.epochs}")
+    if evaluation is None:  # resumed from the final checkpoint: evaluate what it holds
+        evaluation = evaluate(model, val_set, batch_size=config.data.eval_batch_size or config.data.batch_size,
+                              num_workers=config.data.num_workers, device=device, channels_last=channels_last)
+    return FitResult(
+        config=config, metrics=history[-1] if history else evaluation.metrics(), history=history,
+        evaluation=evaluation, checkpoint=ckpt, model=model,
+    )
