@@ -11,7 +11,7 @@ import sys
 __all__ = ["build_parser", "main"]
 
 #: subcommand modules under vared_core.commands, in the order `vared --help` lists them
-COMMANDS = ("info",)
+COMMANDS = ("info", "make_synthetic", "train", "evaluate", "flops", "redundancy")
 
 
 def build_parser() -> argparse.ArgumentParser:

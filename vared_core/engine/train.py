@@ -79,7 +79,8 @@ def build_run_model(config: TrainConfig, num_classes: int, *, load_base: bool = 
         include = config.dynamic_include if config.dynamic_include is not None else mcfg.dynamic_include
         spec = config.spec
         assert spec is not None
-        dynamize(model, spec, clip_shape=geo.clip_shape, include=include)
+        if not spec.is_static:  # a static spec (S = 1, or both dims off) is the fine-tuned base itself
+            dynamize(model, spec, clip_shape=geo.clip_shape, include=include)
     track_costs(model)
     return model
 

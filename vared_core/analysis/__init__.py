@@ -1,0 +1,38 @@
+"""Analyses of trained video models: feature-map redundancy along time and channels (seed appendix B.1).
+
+Typical use::
+
+    from vared_core.analysis import analyze_redundancy
+    report = analyze_redundancy(model, loader, max_clips=500)   # loader batches: {"video": (B, C, T, H, W)}
+    print(report.format_table())                                 # Table B.1 per layer and averaged
+    report.extremes("time", "cc", k=3)                           # most / least redundant clips (Figure B-1)
+"""
+from __future__ import annotations
+
+from vared_core.analysis.redundancy import (
+    CC_THRESHOLD,
+    DIMS,
+    METRICS,
+    RMSE_THRESHOLD,
+    DimRedundancy,
+    LayerRedundancy,
+    RedundancyReport,
+    analyze_redundancy,
+    num_pairs,
+    pairwise_stats,
+    redundancy_proportion,
+)
+
+__all__ = [
+    "CC_THRESHOLD",
+    "DIMS",
+    "METRICS",
+    "RMSE_THRESHOLD",
+    "DimRedundancy",
+    "LayerRedundancy",
+    "RedundancyReport",
+    "analyze_redundancy",
+    "num_pairs",
+    "pairwise_stats",
+    "redundancy_proportion",
+]

@@ -1,0 +1,59 @@
+"""Plots of an evaluation: the seed's per-layer, per-class heatmap of computed features (Figure 4-1)
+and the histogram of per-clip cost (Figure B-6). PNG files, matplotlib's Agg backend."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vared_core.engine.evaluate import EvalResult
+
+__all__ = ["plot_cost_histogram", "plot_feature_ratio"]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_feature_ratio(result: EvalResult, path: str | os.PathLike[str]) -> Path:
+    """Heatmap: rows = dynamic layers (input → output), columns = classes, colour = mean ratio of the
+    layer's output features computed for clips of that class (1 = everything)."""
+    if not result.layer_names:
+        raise ValueError("plot_feature_ratio: the model has no dynamic layers")
+    plt = _pyplot()
+    rows, cols = len(result.layer_names), len(result.class_names)
+    fig, ax = plt.subplots(figsize=(max(4, 0.5 * cols + 3), max(3, 0.25 * rows + 1.5)))
+    im = ax.imshow(result.feature_ratio, aspect="auto", vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(cols), result.class_names, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(rows), result.layer_names, fontsize=6)
+    ax.set_xlabel("class")
+    ax.set_ylabel("dynamic layer")
+    ax.set_title("ratio of computed features")
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def plot_cost_histogram(result: EvalResult, path: str | os.PathLike[str], bins: int = 30) -> Path:
+    """Histogram of the GFLOPs of every evaluated view, with the average marked."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.hist(result.view_gflops, bins=bins, color="#4477aa")
+    ax.axvline(result.gflops_avg, color="#cc3311", linestyle="--", label=f"avg {result.gflops_avg:.4g}")
+    ax.set_xlabel("GFLOPs per clip")
+    ax.set_ylabel("clips")
+    ax.legend()
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
