@@ -1,21 +1,139 @@
-"""The `orchestrator` command (issue 6 brings `run`, `validate`, `pareto`, `compare`, `nightly`)."""
+"""The `orchestrator` command: validate, run, and inspect YAML studies.
+
+    orchestrator validate studies/ablation.yaml
+    orchestrator run studies/smoke.yaml [--address ray://head:10001] [--resume] [--dry-run]
+    orchestrator pareto studies/smoke.yaml
+    orchestrator compare studies/ablation.yaml studies/lambda.yaml --out compare/
+"""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
+
+
+def _load(path: str):  # -> Study, or exits 2 with every problem listed
+    from .schema import StudyError, load_study
+
+    try:
+        return load_study(path)
+    except StudyError as e:
+        print(str(e), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from .schema import validate_study
+
+    status = 0
+    for path in args.studies:
+        problems = validate_study(path)
+        if problems:
+            status = 2
+            print("\n".join(problems), file=sys.stderr)
+        else:
+            print(f"{path}: ok")
+    return status
+
+
+def _run(args: argparse.Namespace) -> int:
+    study = _load(args.study)
+    from .run import plan, run_study
+
+    if args.dry_run:
+        print(json.dumps(plan(study), indent=2, default=str))
+        return 0
+    result = run_study(study, address=args.address, resume=args.resume, verbose=args.verbose)
+    print(f"MLflow: {study.tracking_uri()} · experiment {study.experiment_name()!r} · parent run {result.tracker.parent_run_id}")
+    return 0
+
+
+def _tracker(study):  # the study's parent run, from the state file its run left behind
+    from .run import _STATE
+    from .tracking import StudyTracker
+
+    state_file = Path(study.storage) / _STATE
+    if not state_file.exists():
+        print(f"{study.source}: the study has not been run yet (no {state_file})", file=sys.stderr)
+        raise SystemExit(2)
+    parent = json.loads(state_file.read_text())["parent_run_id"]
+    from mlflow.tracking import MlflowClient
+
+    run = MlflowClient(study.tracking_uri()).get_run(parent)
+    return StudyTracker(study.tracking_uri(), run.info.experiment_id, parent)
+
+
+def _pareto(args: argparse.Namespace) -> int:
+    from .pareto import compute_front, format_front
+    from .run import study_trials
+
+    study = _load(args.study)
+    trials, failed = study_trials(_tracker(study))
+    front = compute_front(trials, dict(study.objectives), study.reference)
+    print(format_front(front))
+    if failed:
+        print(f"({len(failed)} failed trial(s) left out)")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .pareto import compute_front, plot_front_html, plot_front_png
+    from .run import study_trials
+
+    studies = [_load(p) for p in args.studies]
+    objectives = dict(studies[0].objectives)
+    fronts = {}
+    for s in studies:
+        if dict(s.objectives) != objectives:
+            print(f"{s.source}: objectives {dict(s.objectives)} differ from {objectives}; fronts not comparable",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        trials, _ = study_trials(_tracker(s))
+        fronts[s.name] = compute_front(trials, objectives, s.reference)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    png = plot_front_png(fronts, out / "compare.png")
+    html = plot_front_html(fronts, out / "compare.html")
+    tracker = _tracker(studies[0])
+    client = tracker.client
+    run = client.create_run(tracker.experiment_id, run_name="compare: " + " vs ".join(fronts),
+                            tags={"role": "compare", "studies": ",".join(fronts)})  # fmt: skip
+    client.log_artifact(run.info.run_id, str(png), "compare")
+    client.log_artifact(run.info.run_id, str(html), "compare")
+    client.set_terminated(run.info.run_id)
+    print(f"wrote {png} and {html}; logged to MLflow run {run.info.run_id}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orchestrator", description="YAML studies of vared_core on Ray Tune + Optuna + MLflow")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("validate", help="check study files completely; list every problem with its field and line")
+    p.add_argument("studies", nargs="+")
+    p.set_defaults(func=_validate)
+    p = sub.add_parser("run", help="run a study (base models, trials, MLflow, Pareto front)")
+    p.add_argument("study")
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, the study's ray.address, local Ray)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run of this study")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (cells, base models, trials) and exit")
+    p.add_argument("--verbose", type=int, default=1, help="0 quiet, 1 progress lines, 2 Ray's own logs too")
+    p.set_defaults(func=_run)
+    p = sub.add_parser("pareto", help="print the accuracy–GFLOPs front of a study that has run")
+    p.add_argument("study")
+    p.set_defaults(func=_pareto)
+    p = sub.add_parser("compare", help="overlay the fronts of several studies; write and log the plot")
+    p.add_argument("studies", nargs="+")
+    p.add_argument("--out", default="compare", help="folder for compare.png / compare.html")
+    p.set_defaults(func=_compare)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="orchestrator", description="YAML studies of vared_core on Ray Tune + Optuna + MLflow")
-    parser.add_subparsers(dest="command")
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        print("\nNo study commands yet: the study runner is tracked in issue 6.", file=sys.stderr)
-        return 2
-    return 0
+    args = build_parser().parse_args(argv)
+    return args.func(args)
 
 
 if __name__ == "__main__":

@@ -283,6 +283,8 @@ class VideoDataset(Dataset[dict[str, Any]]):
             wanted = clips.frames.flatten()
             unique, inverse = torch.unique(wanted, sorted=True, return_inverse=True)
             frames = reader.get_batch(unique.tolist())
+            if hasattr(frames, "asnumpy"):  # decord's bridge is per thread: threads other than the
+                frames = torch.from_numpy(frames.asnumpy())  # importing one (Ray Tune's) get NDArrays
         except _BadVideo:
             raise
         except Exception as err:

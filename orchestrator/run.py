@@ -1,0 +1,254 @@
+"""`run_study`: a validated study → base models → Ray Tune trials → MLflow runs → Pareto front.
+
+1. The MLflow store, experiment and parent run are created here, in the driver, before any trial
+   (several processes creating one SQLite store race in its migrations).
+2. Every distinct base recipe is trained once, as a Ray task, into ``storage/bases/<hash>``; a
+   finished one is reused (by later grid cells, later studies, a resumed study).
+3. A pure grid runs as one `Tuner` over the grid; a grid with sampled axes runs one `Tuner` per grid
+   cell, each with its own seeded `OptunaSearch` (multi-objective with two objectives), since Tune
+   cannot mix `grid_search` with a searcher.
+4. The study's trials are read back from MLflow (the record that survives restarts), the front and
+   its hypervolume computed, and logged to the parent run with a table, a PNG and an HTML scatter;
+   front trials get the tag ``pareto=true``.
+
+``resume=True`` restores each Tuner from its experiment folder (finished trials stay finished, an
+interrupted one continues from its checkpoint under its own trial id) and reopens the same parent
+run, so a study killed mid-run ends with every trial exactly once in MLflow.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .pareto import Front, compute_front, format_front, plot_front_html, plot_front_png
+from .schema import Study
+from .tracking import StudyTracker
+
+__all__ = ["StudyResult", "run_study", "study_trials", "plan"]
+
+_STATE = "study_state.json"
+
+
+@dataclass
+class StudyResult:
+    """What a finished `run_study` produced."""
+
+    study: Study
+    tracker: StudyTracker
+    front: Front
+    trials: list[dict[str, Any]]
+    failed: list[dict[str, Any]]
+
+
+def _base_overrides(study: Study, cell: dict[str, Any]) -> dict[str, Any]:
+    keys = study.base_keys()
+    return {k: v for k, v in cell.items() if k in keys}
+
+
+def _base_dir(study: Study, overrides: dict[str, Any]) -> Path:
+    """Content address of a base recipe: the hash of its full config (output folder left out)."""
+    root = Path(study.storage).absolute() / "bases"
+    cfg = study.base_config(root / "_", overrides).to_dict()
+    cfg.pop("output_dir", None)
+    digest = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
+    return root / digest
+
+
+def plan(study: Study) -> dict[str, Any]:
+    """What a run would do: grid cells, base models (cached or to train), trials, where it logs."""
+    cells = study.grid_cells()
+    bases = {}
+    for cell in cells:
+        d = _base_dir(study, _base_overrides(study, cell))
+        bases[str(d)] = (d / "done.json").exists()
+    per_cell = study.search.num_samples if study.search.sample else 1
+    return {
+        "study": study.name, "cells": cells, "trials": len(cells) * per_cell,
+        "bases": [{"dir": d, "cached": c} for d, c in bases.items()],
+        "tracking_uri": study.tracking_uri(), "experiment": study.experiment_name(),
+        "storage": str(Path(study.storage).absolute()),
+    }  # fmt: skip
+
+
+def _searcher(study: Study, cell_index: int) -> Any:
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    metrics, modes = study.objective_senses()
+    seed = study.search.seed + cell_index  # cells must not all sample the same values
+    sampler = {
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+    }[study.search.sampler]()
+    space = {}
+    for key, dist in study.search.sample.items():
+        kind, args = dist.kind, dist.args
+        if kind == "uniform":
+            space[key] = optuna.distributions.FloatDistribution(args[0], args[1])
+        elif kind == "loguniform":
+            space[key] = optuna.distributions.FloatDistribution(args[0], args[1], log=True)
+        elif kind == "int":
+            space[key] = optuna.distributions.IntDistribution(args[0], args[1])
+        else:
+            space[key] = optuna.distributions.CategoricalDistribution(list(args))
+    if len(metrics) == 1:
+        return OptunaSearch(space=space, metric=metrics[0], mode=modes[0], sampler=sampler)
+    return OptunaSearch(space=space, metric=metrics, mode=modes, sampler=sampler)
+
+
+def _scheduler(study: Study) -> Any:
+    if study.scheduler is None or study.scheduler.asha is None:
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    metrics, modes = study.objective_senses()
+    asha = study.scheduler.asha
+    return ASHAScheduler(metric=metrics[0], mode=modes[0], time_attr="epoch", grace_period=asha.grace_period,
+                         reduction_factor=asha.reduction_factor, max_t=10**6)  # fmt: skip
+
+
+def _load_state(storage: Path) -> dict[str, Any]:
+    p = storage / _STATE
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def _save_state(storage: Path, state: dict[str, Any]) -> None:
+    tmp = storage / f".{_STATE}.tmp"
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, storage / _STATE)
+
+
+def study_trials(tracker: StudyTracker) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(finished, failed) trials of a study as recorded in MLflow: trial_id, run_id, metrics, params."""
+    done, failed = [], []
+    for run in tracker.child_runs():
+        row = {
+            "trial_id": run.data.tags.get("trial_id", run.info.run_id), "run_id": run.info.run_id,
+            "metrics": dict(run.data.metrics),
+            "params": {k[5:]: v for k, v in run.data.params.items() if k.startswith("axis.")},
+            "status": run.info.status, "error": run.data.tags.get("error"),
+        }  # fmt: skip
+        (done if run.info.status == "FINISHED" else failed).append(row)
+    return done, failed
+
+
+def _log_front(study: Study, tracker: StudyTracker, trials: list[dict[str, Any]]) -> Front:
+    front = compute_front(trials, dict(study.objectives), study.reference)
+    client = tracker.client
+    pid = tracker.parent_run_id
+    metrics = {"pareto_size": float(len(front.front)), "num_trials": float(len(trials))}
+    if front.hypervolume is not None:
+        metrics["hypervolume"] = float(front.hypervolume)
+    for k, v in metrics.items():
+        client.log_metric(pid, k, v)
+    if front.front:
+        client.log_table(pid, data=front.table(), artifact_file="pareto/front.json")
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "front_all.json").write_text(json.dumps(front.to_dict(), indent=2, default=str))
+        if len(study.objectives) >= 2 and trials:
+            plot_front_png({study.name: front}, Path(d) / "front.png")
+            plot_front_html({study.name: front}, Path(d) / "front.html")
+        client.log_artifacts(pid, d, "pareto")
+    on_front = {p.trial_id for p in front.front}
+    for t in trials:
+        client.set_tag(t["run_id"], "pareto", "true" if t["trial_id"] in on_front else "false")
+    return front
+
+
+def run_study(study: Study, *, address: str | None = None, resume: bool = False, verbose: int = 1) -> StudyResult:
+    """Run (or, with ``resume``, continue) a validated study; see the module doc."""
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")  # experiment state written at once: exact resume
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # that is wanted
+    import ray
+    from ray import tune
+
+    from .progress import ProgressCallback
+    from .trainable import base_key, train_base, train_trial
+
+    storage = Path(study.storage).absolute()
+    storage.mkdir(parents=True, exist_ok=True)
+    state = _load_state(storage) if resume else {}
+    tracker = StudyTracker.open(
+        study.tracking_uri(), study.experiment_name(), storage / "mlartifacts", study.name,
+        parent_run_id=state.get("parent_run_id"),
+    )  # fmt: skip
+    _save_state(storage, {"parent_run_id": tracker.parent_run_id, "study": study.name})
+    ray_address = address or os.environ.get("RAY_ADDRESS") or study.ray.address
+    if not ray.is_initialized():
+        ray.init(address=ray_address, include_dashboard=False, log_to_driver=verbose > 1,
+                 logging_level="ERROR", configure_logging=verbose > 1)  # fmt: skip
+    cells = study.grid_cells()
+    metrics, modes = study.objective_senses()
+    status = "FAILED"
+    try:
+        # 1. shared base models, each trained once (in parallel as Ray tasks)
+        base_jobs: dict[str, Any] = {}
+        remote_base = ray.remote(num_cpus=study.resources.cpu, num_gpus=study.resources.gpu)(train_base)
+        for cell in cells:
+            overrides = _base_overrides(study, cell)
+            key = base_key(overrides)
+            if key not in base_jobs:
+                base_jobs[key] = remote_base.remote(study, overrides, str(_base_dir(study, overrides)), tracker)
+        bases = dict(zip(base_jobs, ray.get(list(base_jobs.values()))))
+
+        # 2. trials
+        resources = {"cpu": study.resources.cpu, "gpu": study.resources.gpu}
+        callbacks = [ProgressCallback(metrics, modes, total=plan(study)["trials"])] if verbose else []
+        run_cfg = dict(storage_path=str(storage / "ray"), verbose=0, callbacks=callbacks,
+                       failure_config=tune.FailureConfig(max_failures=study.max_failures),
+                       checkpoint_config=tune.CheckpointConfig(num_to_keep=1))  # fmt: skip
+        jobs: list[tuple[str, Any, dict[str, Any]]] = []
+        if not study.search.sample:  # pure grid: one Tuner, every cell a trial, all in parallel
+            trainable = tune.with_resources(
+                tune.with_parameters(_grid_trial, study=study, bases=bases, tracker=tracker), resources
+            )
+            jobs.append(("grid", trainable, {"param_space": {"cell": tune.grid_search(cells)},
+                                             "tune_config": tune.TuneConfig(
+                                                 num_samples=1, max_concurrent_trials=study.max_concurrent,
+                                                 reuse_actors=True, scheduler=_scheduler(study))}))  # fmt: skip
+        else:
+            for i, cell in enumerate(cells):
+                trainable = tune.with_resources(
+                    tune.with_parameters(train_trial, study=study, cell=cell, tracker=tracker,
+                                         base_checkpoint=bases[base_key(_base_overrides(study, cell))]),
+                    resources,
+                )  # fmt: skip
+                jobs.append((f"cell_{i:03d}", trainable, {"tune_config": tune.TuneConfig(
+                    num_samples=study.search.num_samples, max_concurrent_trials=study.max_concurrent,
+                    search_alg=_searcher(study, i), reuse_actors=True, scheduler=_scheduler(study))}))  # fmt: skip
+        for name, trainable, kwargs in jobs:
+            path = storage / "ray" / name
+            if resume and tune.Tuner.can_restore(str(path)):
+                tuner = tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=False,
+                                           restart_errored=False)  # fmt: skip
+            else:
+                tuner = tune.Tuner(trainable, run_config=tune.RunConfig(name=name, **run_cfg), **kwargs)
+            tuner.fit()
+
+        # 3. the front, from what MLflow recorded
+        trials, failed = study_trials(tracker)
+        front = _log_front(study, tracker, trials)
+        status = "FINISHED"
+        if verbose:
+            print(format_front(front))
+            if failed:
+                print(f"{len(failed)} trial(s) failed:")
+                for f in failed:
+                    print(f"  {f['trial_id']}: {f['error'] or f['status']}")
+        return StudyResult(study=study, tracker=tracker, front=front, trials=trials, failed=failed)
+    finally:
+        tracker.set_status(status)
+
+
+def _grid_trial(params: dict[str, Any], *, study: Study, bases: dict[str, str], tracker: StudyTracker) -> None:
+    from .trainable import base_key, train_trial
+
+    cell = params["cell"]
+    train_trial({}, study=study, cell=cell, tracker=tracker,
+                base_checkpoint=bases[base_key(_base_overrides(study, cell))])  # fmt: skip

@@ -1,0 +1,96 @@
+"""What runs inside Ray: the Tune function of one trial, and the task that trains a shared base model.
+
+A trial turns its parameters into a `TrainConfig` (`Study.trial_config`), calls `vared_core.engine.fit`
+and, after every epoch, reports metrics and the checkpoint to Tune and to its MLflow child run. A
+retried or resumed trial continues from Tune's last checkpoint and logs into the same child run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import traceback
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import RunStatus
+from ray import tune
+
+from vared_core.engine import fit
+
+from .schema import Study
+from .tracking import ROLE_BASE, StudyTracker, flatten
+
+__all__ = ["train_base", "train_trial", "base_key"]
+
+_FAILED = RunStatus.to_string(RunStatus.FAILED)
+_KILLED = RunStatus.to_string(RunStatus.KILLED)
+_DONE_MARKER = "done.json"
+
+
+def base_key(overrides: dict[str, Any]) -> str:
+    """Stable text key of a base recipe's overrides (which grid values change the base model)."""
+    return json.dumps(overrides, sort_keys=True, default=str)
+
+
+def train_base(study: Study, overrides: dict[str, Any], output_dir: str, tracker: StudyTracker | None) -> str:
+    """Train one base model unless ``output_dir`` already holds a finished one; return its checkpoint.
+
+    The folder is named by the hash of the base config (see `run`), so every study and trial asking
+    for the same recipe shares it: on a cluster, put ``storage`` on a shared file system.
+    """
+    out = Path(output_dir)
+    marker = out / _DONE_MARKER
+    if marker.exists():
+        return json.loads(marker.read_text())["checkpoint"]
+    config = study.base_config(out, overrides).model_copy(update={"resume_from": "last"})
+    run = None
+    if tracker is not None:
+        run = tracker.trial_run(f"base-{out.name}", role=ROLE_BASE, name=f"base {out.name[:8]}")
+        run.log_params(flatten(config.to_dict()))
+    try:
+        result = fit(config, on_epoch=(lambda e, m, c: run.log_metrics(m, e)) if run else None)
+    except BaseException:
+        if run is not None:
+            run.end(_FAILED)
+        raise
+    marker.write_text(json.dumps({"checkpoint": str(result.checkpoint), "metrics": result.metrics}))
+    if run is not None:
+        run.end()
+    return str(result.checkpoint)
+
+
+def train_trial(params: dict[str, Any], *, study: Study, cell: dict[str, Any], base_checkpoint: str,
+                tracker: StudyTracker) -> None:  # fmt: skip
+    """Tune function trainable: one dynamic fine-tune of the study's base model."""
+    ctx = tune.get_context()
+    trial_id = ctx.get_trial_id()
+    axes = {**cell, **params}
+    out = Path(study.storage).absolute() / "trials" / trial_id
+    config = study.trial_config(axes, out, Path(base_checkpoint))
+    run = tracker.trial_run(trial_id, tags={"study": study.name, "cell": base_key(cell)})
+    run.log_params({**{f"axis.{k}": v for k, v in axes.items()}, **flatten(config.to_dict())})
+
+    def report(epoch: int, metrics: dict[str, float], ckpt: Path) -> None:
+        run.log_metrics(metrics, epoch)
+        tune.report({**metrics, "trial_id": trial_id}, checkpoint=tune.Checkpoint.from_directory(str(ckpt)))
+
+    status = _FAILED
+    try:
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as d:
+                result = fit(config.model_copy(update={"resume_from": Path(d)}), on_epoch=report)
+        else:
+            result = fit(config, on_epoch=report)
+        run.log_artifacts(result.checkpoint, "checkpoint")
+        status = RunStatus.to_string(RunStatus.FINISHED)
+    except SystemExit:  # a scheduler (ASHA) stopped the trial
+        status = _KILLED
+        raise
+    except BaseException as e:
+        run.set_tags({"error": f"{type(e).__name__}: {e}"[:5000]})
+        if os.environ.get("VARED_TRACEBACKS"):
+            traceback.print_exc()
+        raise
+    finally:
+        run.end(status)

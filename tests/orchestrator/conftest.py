@@ -1,0 +1,49 @@
+"""Fixtures for study runs: a tiny study file written per test, real local Ray, real MLflow SQLite."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+
+def tiny_study(tmp_path: Path, name: str, *, grid: dict[str, list] | None = None,
+               sample: dict[str, Any] | None = None, num_samples: int = 1, **extra: Any) -> Path:  # fmt: skip
+    """Write a study of tiny trials (1 base epoch, 1 trial epoch, 2 classes of 32² synthetic clips)."""
+    study = {
+        "name": name,
+        "storage": "runs",
+        "data": {
+            "synthetic": {"root": str(tmp_path.parent / "synth_orchestrator"), "classes": 2, "videos_per_class": 4,
+                          "frames": 8, "size": 32},
+            "flip": False, "num_frames": 4, "frame_stride": 2, "crop_size": 32, "batch_size": 2, "num_workers": 0,
+        },
+        "base": {"model": "r2plus1d_18_tiny", "epochs": 1, "optim": {"lr": 0.01}, "threads": 1},
+        "trial": {"epochs": 2, "lambda_e": 0.8, "dynamic": {"search_space": 2}, "threads": 1},
+        "search": {"grid": grid or {}, "sample": sample or {}, "num_samples": num_samples, "seed": 0,
+                   "sampler": "tpe" if sample else "grid"},
+        "objectives": {"video_top1": "max", "gflops_avg": "min"},
+        "reference": {"video_top1": 0.0, "gflops_avg": 1.0},
+        "resources": {"cpu": 1, "gpu": 0},
+        "max_concurrent": 2,
+        "max_failures": 0,
+        **extra,
+    }  # fmt: skip
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def write_study():
+    return tiny_study
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    yield
+    ray.shutdown()

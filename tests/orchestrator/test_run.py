@@ -1,0 +1,99 @@
+"""Studies end to end on a real local Ray and a real MLflow SQLite store."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from orchestrator.run import run_study
+from orchestrator.schema import load_study
+
+pytestmark = pytest.mark.slow
+
+
+def _children(result) -> list:
+    return result.tracker.child_runs()
+
+
+def _runs(client: MlflowClient, role: str) -> list:
+    ids = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(ids, filter_string=f"tags.role = '{role}'")
+
+
+def test_study_runs_and_logs_trials_front_and_artifacts(tmp_path: Path, write_study, local_ray) -> None:
+    path = write_study(tmp_path, "e2e", grid={"dims": ["temporal", "both"]},
+                       sample={"lambda_e": {"loguniform": [0.1, 4.0]}}, num_samples=2)  # fmt: skip
+    study = load_study(path)
+    result = run_study(study, verbose=0)
+    client = MlflowClient(study.tracking_uri())
+    trials = _children(result)
+    assert len(trials) == 4 and all(r.info.status == "FINISHED" for r in trials)
+    assert len(result.tracker.child_runs(role="base")) == 1  # both cells share one base model
+    for run in trials:
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1, 2]
+        assert {"video_top1", "gflops_avg", "clip_top1"} <= set(run.data.metrics)
+        assert {"axis.dims", "axis.lambda_e", "model", "dynamic.search_space"} <= set(run.data.params)
+        arts = [a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")]
+        assert "checkpoint/checkpoint.pt" in arts
+        assert run.data.tags["study"] == "e2e" and run.data.tags["pareto"] in ("true", "false")
+    # the same λ_e values are not drawn in both cells
+    lambdas = [r.data.params["axis.lambda_e"] for r in trials]
+    assert len(set(lambdas)) == 4
+    parent = client.get_run(result.tracker.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["pareto_size"] == len(result.front.front) >= 1
+    assert parent.data.metrics["hypervolume"] > 0
+    names = {a.path for a in client.list_artifacts(parent.info.run_id, "pareto")}
+    assert {"pareto/front.png", "pareto/front.html", "pareto/front.json"} <= names
+    assert sum(r.data.tags["pareto"] == "true" for r in trials) == len(result.front.front)
+
+
+def test_a_failing_trial_fails_alone(tmp_path: Path, write_study, local_ray) -> None:
+    path = write_study(tmp_path, "nan", grid={"dims": ["both"], "optim.lr": [0.01, 1.0e30]})
+    result = run_study(load_study(path), verbose=0)
+    assert len(result.trials) == 1 and len(result.failed) == 1
+    assert "TrainingDiverged" in result.failed[0]["error"]
+    assert result.failed[0]["params"]["optim.lr"] == "1e+30"
+    assert MlflowClient(result.study.tracking_uri()).get_run(result.tracker.parent_run_id).info.status == "FINISHED"
+
+
+def test_killed_driver_resumes_with_every_trial_once(tmp_path: Path, write_study) -> None:
+    path = write_study(tmp_path, "resume", grid={"dims": ["temporal", "channel", "both"]},
+                       trial={"epochs": 3, "lambda_e": 0.8, "dynamic": {"search_space": 2}, "threads": 1},
+                       max_concurrent=1)  # fmt: skip
+    study = load_study(path)
+    cmd = [sys.executable, "-m", "orchestrator.cli", "run", str(path), "--verbose", "0"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    driver = subprocess.Popen(cmd, start_new_session=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    client = None
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline:  # kill once one trial is done and the next has started
+            time.sleep(1.0)
+            assert driver.poll() is None, driver.stderr.read().decode()[-3000:]
+            if client is None:  # open the store only once the driver has created it (migrations race)
+                if not (Path(study.storage) / "study_state.json").exists():
+                    continue
+                client = MlflowClient(study.tracking_uri())
+            runs = _runs(client, "trial")
+            if sum(r.info.status == "FINISHED" for r in runs) >= 1 and any(r.info.status == "RUNNING" for r in runs):
+                break
+        else:
+            pytest.fail("the study did not get going in time")
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    done = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = _runs(client, "trial")
+    assert len(runs) == 3
+    assert sorted(r.data.params["axis.dims"] for r in runs) == ["both", "channel", "temporal"]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    parents = _runs(client, "study")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
