@@ -59,16 +59,19 @@ def _base_dir(study: Study, overrides: dict[str, Any]) -> Path:
     return root / digest
 
 
+def _num_trials(study: Study) -> int:
+    return len(study.grid_cells()) * (study.search.num_samples if study.search.sample else 1)
+
+
 def plan(study: Study) -> dict[str, Any]:
     """What a run would do: grid cells, base models (cached or to train), trials, where it logs."""
     cells = study.grid_cells()
     bases = {}
     for cell in cells:
         d = _base_dir(study, _base_overrides(study, cell))
-        bases[str(d)] = (d / "done.json").exists()
-    per_cell = study.search.num_samples if study.search.sample else 1
+        bases[str(d)] = (d / "done.json").exists()  # trainable.train_base's marker
     return {
-        "study": study.name, "cells": cells, "trials": len(cells) * per_cell,
+        "study": study.name, "cells": cells, "trials": _num_trials(study),
         "bases": [{"dir": d, "cached": c} for d, c in bases.items()],
         "tracking_uri": study.tracking_uri(), "experiment": study.experiment_name(),
         "storage": str(Path(study.storage).absolute()),
@@ -199,7 +202,7 @@ def run_study(study: Study, *, address: str | None = None, resume: bool = False,
 
         # 2. trials
         resources = {"cpu": study.resources.cpu, "gpu": study.resources.gpu}
-        callbacks = [ProgressCallback(metrics, modes, total=plan(study)["trials"])] if verbose else []
+        callbacks = [ProgressCallback(metrics, modes, total=_num_trials(study))] if verbose else []
         run_cfg = dict(storage_path=str(storage / "ray"), verbose=0, callbacks=callbacks,
                        failure_config=tune.FailureConfig(max_failures=study.max_failures),
                        checkpoint_config=tune.CheckpointConfig(num_to_keep=1))  # fmt: skip

@@ -216,6 +216,10 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
             torch.cuda.set_rng_state(state["rng"]["cuda"], device)
         start_epoch, history = int(state["epoch"]), list(state.get("history", []))
 
+    def run_eval() -> EvalResult:
+        return evaluate(model, val_set, batch_size=config.data.eval_batch_size or config.data.batch_size,
+                        num_workers=config.data.num_workers, device=device, channels_last=channels_last)
+
     evaluation: EvalResult | None = None
     ckpt = resume_path
     for epoch in range(start_epoch, config.epochs):
@@ -232,9 +236,9 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
                 x = x.contiguous(memory_format=torch.channels_last_3d)
             y = batch["label"].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                logits = model(x)
-                ce = F.cross_entropy(logits.float(), y)
-                eff = efficiency_loss(model, logits.float(), y) if config.stage == "dynamic" else ce.new_zeros(())
+                logits = model(x).float()
+                ce = F.cross_entropy(logits, y)
+                eff = efficiency_loss(model, logits, y) if config.stage == "dynamic" else ce.new_zeros(())
                 loss = ce + config.lambda_e * eff
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
@@ -259,10 +263,7 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
         metrics: dict[str, float] = {k: v / seen for k, v in sums.items()}
         metrics.update(epoch=float(epoch + 1), lr=optimizer.param_groups[0]["lr"], epoch_time_s=time.perf_counter() - t0)
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
-            evaluation = evaluate(
-                model, val_set, batch_size=config.data.eval_batch_size or config.data.batch_size,
-                num_workers=config.data.num_workers, device=device, channels_last=channels_last,
-            )  # fmt: skip
+            evaluation = run_eval()
             metrics.update({f"val_{k}" if k == "loss" else k: v for k, v in evaluation.metrics().items()})
         history.append(metrics)
         ckpt = save_checkpoint(out, {
@@ -279,8 +280,7 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
     if ckpt is None:
         raise ValueError(f"fit: nothing to do, epochs={config.epochs}")
     if evaluation is None:  # resumed from the final checkpoint: evaluate what it holds
-        evaluation = evaluate(model, val_set, batch_size=config.data.eval_batch_size or config.data.batch_size,
-                              num_workers=config.data.num_workers, device=device, channels_last=channels_last)
+        evaluation = run_eval()
     return FitResult(
         config=config, metrics=history[-1] if history else evaluation.metrics(), history=history,
         evaluation=evaluation, checkpoint=ckpt, model=model,
