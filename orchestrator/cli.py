@@ -1,7 +1,8 @@
 """The `orchestrator` command: validate, run, and inspect YAML studies.
 
     orchestrator validate studies/ablation.yaml
-    orchestrator run studies/smoke.yaml [--address ray://head:10001] [--resume] [--dry-run]
+    orchestrator run studies/smoke.yaml [--address ray://head:10001] [--resume] [--dry-run] [--set KEY=VALUE ...]
+    orchestrator nightly studies/nightly.yaml [--baseline RUN_ID|FILE] [--update-baseline]
     orchestrator pareto studies/smoke.yaml
     orchestrator compare studies/ablation.yaml studies/lambda.yaml --out compare/
 """
@@ -15,22 +16,27 @@ from pathlib import Path
 __all__ = ["build_parser", "main"]
 
 
-def _load(path: str):  # -> Study, or exits 2 with every problem listed
-    from .schema import StudyError, load_study
+def _load(path: str, sets: list[str] | None = None):  # -> Study, or exits 2 with every problem listed
+    from .schema import StudyError, load_study, parse_overrides
 
     try:
-        return load_study(path)
+        return load_study(path, parse_overrides(sets or []))
     except StudyError as e:
         print(str(e), file=sys.stderr)
         raise SystemExit(2) from None
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from .schema import validate_study
+    from .schema import StudyError, parse_overrides, validate_study
 
+    try:
+        overrides = parse_overrides(args.set)
+    except StudyError as e:
+        print(str(e), file=sys.stderr)
+        return 2
     status = 0
     for path in args.studies:
-        problems = validate_study(path)
+        problems = validate_study(path, overrides)
         if problems:
             status = 2
             print("\n".join(problems), file=sys.stderr)
@@ -40,7 +46,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    study = _load(args.study)
+    study = _load(args.study, args.set)
     from .run import plan, run_study
 
     if args.dry_run:
@@ -49,6 +55,27 @@ def _run(args: argparse.Namespace) -> int:
     result = run_study(study, address=args.address, resume=args.resume, verbose=args.verbose)
     print(f"MLflow: {study.tracking_uri()} · experiment {study.experiment_name()!r} · parent run {result.tracker.parent_run_id}")
     return 0
+
+
+def _nightly(args: argparse.Namespace) -> int:
+    """Exit status: 0 pass (or accepted with --update-baseline), 1 regression, 2 bad input, 3 the study could
+    not run."""
+    study = _load(args.study, args.set)
+    from .nightly import run_nightly
+
+    try:
+        report = run_nightly(study, baseline=args.baseline, update_baseline=args.update_baseline,
+                             address=args.address, verbose=args.verbose)  # fmt: skip
+    except ValueError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    if args.verbose:
+        print(report.to_markdown())
+    print(report.summary())
+    print(f"report: {Path(report.folder) / 'report'}" + (f" · MLflow parent run {report.run_id}" if report.run_id else ""))
+    if report.error:
+        return 3
+    return 0 if report.passed or report.accepted else 1
 
 
 def _tracker(study):  # the study's parent run, from the state file its run left behind
@@ -113,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("validate", help="check study files completely; list every problem with its field and line")
     p.add_argument("studies", nargs="+")
+    _add_set(p)
     p.set_defaults(func=_validate)
     p = sub.add_parser("run", help="run a study (base models, trials, MLflow, Pareto front)")
     p.add_argument("study")
@@ -120,7 +148,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run of this study")
     p.add_argument("--dry-run", action="store_true", help="print the plan (cells, base models, trials) and exit")
     p.add_argument("--verbose", type=int, default=1, help="0 quiet, 1 progress lines, 2 Ray's own logs too")
+    _add_set(p)
     p.set_defaults(func=_run)
+    p = sub.add_parser("nightly", help="run a study and compare it with its baseline; exit 1 on a regression")
+    p.add_argument("study")
+    p.add_argument("--baseline", metavar="RUN_ID|FILE",
+                   help="an MLflow parent run id or a baseline JSON file (default: the last passing nightly)")
+    p.add_argument("--update-baseline", action="store_true",
+                   help="make this run the baseline whatever it finds (writes FILE when --baseline is a file)")
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, the study's ray.address, local Ray)")
+    p.add_argument("--verbose", type=int, default=1, help="0 quiet, 1 progress lines and the report, 2 Ray's logs too")
+    _add_set(p)
+    p.set_defaults(func=_nightly)
     p = sub.add_parser("pareto", help="print the accuracy–GFLOPs front of a study that has run")
     p.add_argument("study")
     p.set_defaults(func=_pareto)
@@ -129,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="compare", help="folder for compare.png / compare.html")
     p.set_defaults(func=_compare)
     return parser
+
+
+def _add_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a study field by its dotted path, value in YAML (repeatable), e.g. "
+                        "--set storage=/shared/runs/x --set trial.epochs=3 --set 'search.grid.dims=[both]'")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -184,7 +184,8 @@ def run_study(study: Study, *, address: str | None = None, resume: bool = False,
     _save_state(storage, {"parent_run_id": tracker.parent_run_id, "study": study.name})
     ray_address = address or os.environ.get("RAY_ADDRESS") or study.ray.address
     if not ray.is_initialized():
-        ray.init(address=ray_address, include_dashboard=False, log_to_driver=verbose > 1,
+        # "local": a Ray of its own, never a cluster some other command left running on this machine
+        ray.init(address=ray_address or "local", include_dashboard=False, log_to_driver=verbose > 1,
                  logging_level="ERROR", configure_logging=verbose > 1)  # fmt: skip
     cells = study.grid_cells()
     metrics, modes = study.objective_senses()

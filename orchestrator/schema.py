@@ -37,7 +37,9 @@ import dataclasses
 import functools
 import itertools
 import math
+import os
 import types
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
@@ -64,14 +66,17 @@ __all__ = [
     "METRICS",
     "Asha",
     "Distribution",
+    "Nightly",
     "RayCfg",
     "Resources",
     "Scheduler",
     "Search",
     "Study",
     "StudyError",
+    "Tolerance",
     "Tracking",
     "load_study",
+    "parse_overrides",
     "validate_study",
 ]
 
@@ -127,7 +132,8 @@ class _Strict(BaseModel):
 
 
 class Tracking(_Strict):
-    """MLflow: ``uri`` ``None`` = ``sqlite:///<storage>/mlflow.db``; ``experiment`` ``None`` = the study name."""
+    """MLflow: ``uri`` ``None`` = ``sqlite:///<storage>/mlflow.db``; ``experiment`` ``None`` = the study name.
+    The ``MLFLOW_TRACKING_URI`` environment variable overrides ``uri``."""
 
     uri: str | None = None
     experiment: str | None = None
@@ -157,6 +163,65 @@ class Scheduler(_Strict):
     """Early stopping of trials; ``asha: null`` (or no scheduler) runs every trial to the end."""
 
     asha: Asha | None = None
+
+
+class Tolerance(_Strict):
+    """How much worse than its baseline one metric may get before a nightly fails.
+
+    ``drop`` / ``rise`` are absolute (the metric's own units: points for accuracies, GFLOPs, clips/s);
+    ``drop_pct`` / ``rise_pct`` are percent of the baseline value. ``drop*`` says the metric is worse when
+    it falls (accuracy, speed), ``rise*`` when it grows (cost); with both an absolute and a relative
+    allowance the larger applies, so seed noise on small values and on large ones can both be allowed for.
+
+    Example:
+        >>> Tolerance(rise_pct=5).regressed(baseline=0.100, current=0.106)
+        True
+    """
+
+    drop: float | None = Field(None, ge=0)
+    drop_pct: float | None = Field(None, ge=0)
+    rise: float | None = Field(None, ge=0)
+    rise_pct: float | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_direction(self) -> Tolerance:
+        down = self.drop is not None or self.drop_pct is not None
+        up = self.rise is not None or self.rise_pct is not None
+        if down == up:
+            raise ValueError("give drop and/or drop_pct (worse when lower) or rise and/or rise_pct (worse when "
+                             "higher), e.g. {drop: 2.0} for video_top1, {rise_pct: 5} for gflops_avg")  # fmt: skip
+        return self
+
+    @property
+    def worse_when(self) -> Literal["lower", "higher"]:
+        return "lower" if self.drop is not None or self.drop_pct is not None else "higher"
+
+    def allowance(self, baseline: float) -> float:
+        """The largest worsening allowed from ``baseline`` (≥ 0, in the metric's units)."""
+        absolute, pct = (self.drop, self.drop_pct) if self.worse_when == "lower" else (self.rise, self.rise_pct)
+        return max(absolute or 0.0, (pct or 0.0) / 100.0 * abs(baseline))
+
+    def worsening(self, baseline: float, current: float) -> float:
+        """How much worse ``current`` is than ``baseline`` (negative: better)."""
+        return baseline - current if self.worse_when == "lower" else current - baseline
+
+    def regressed(self, baseline: float, current: float) -> bool:
+        return not math.isfinite(current) or self.worsening(baseline, current) > self.allowance(baseline) + 1e-12
+
+
+class Nightly(_Strict):
+    """Regression checks of `orchestrator nightly`: per-metric tolerances against the baseline.
+
+    Example YAML::
+
+        nightly:
+          tolerances:
+            video_top1: {drop: 2.0}        # points
+            gflops_avg: {rise_pct: 2}      # percent of the baseline
+            clips_per_s: {drop_pct: 50}    # wall-clock speed is noisy on shared machines
+    """
+
+    tolerances: dict[Metric, Tolerance] = Field(min_length=1)
 
 
 _KINDS = ("uniform", "loguniform", "int", "choice")
@@ -284,6 +349,7 @@ class Study(_Strict):
         objectives: metric → ``"max"`` / ``"min"``, in order; two make a multi-objective study.
         reference: the hypervolume reference point (one value per objective), optional.
         max_failures: retries per trial (Tune ``FailureConfig``).
+        nightly: tolerances of `orchestrator nightly` (grid-only studies).
     """
 
     source: Path | None = Field(None, exclude=True)
@@ -302,6 +368,7 @@ class Study(_Strict):
     resources: Resources = Resources()
     max_concurrent: int = Field(1, ge=1)
     max_failures: int = Field(0, ge=0)
+    nightly: Nightly | None = None
 
     @field_validator("storage")
     @classmethod
@@ -316,10 +383,10 @@ class Study(_Strict):
     # -- derived values ------------------------------------------------------------------------
 
     def tracking_uri(self) -> str:
-        """The MLflow tracking URI: ``tracking.uri``, or ``sqlite:////abs/storage/mlflow.db``."""
-        if self.tracking.uri:
-            return self.tracking.uri
-        return f"sqlite:///{Path(self.storage).absolute() / 'mlflow.db'}"
+        """The MLflow tracking URI: ``MLFLOW_TRACKING_URI`` when set, else ``tracking.uri``, else
+        ``sqlite:////abs/storage/mlflow.db`` (so a deployment moves a study by its environment alone)."""
+        return os.environ.get("MLFLOW_TRACKING_URI") or self.tracking.uri or \
+            f"sqlite:///{Path(self.storage).absolute() / 'mlflow.db'}"
 
     def experiment_name(self) -> str:
         return self.tracking.experiment or self.name
@@ -597,6 +664,9 @@ def _cross_checks(raw: dict[str, Any]) -> list[Problem]:
     if search is not _INVALID:
         problems += _search_checks(search)
     problems += _objective_checks(raw)
+    if isinstance(raw.get("nightly"), dict) and search is not _INVALID and search.sample:
+        problems.append((("nightly",), "a nightly compares the same configurations run after run: use "
+                         f"search.grid axes only (sampled axes found: {', '.join(search.sample)})"))  # fmt: skip
     return problems
 
 
@@ -815,7 +885,39 @@ def _format(file: str, root: Any, problems: list[Problem]) -> list[str]:
     return [text for _, text in sorted(rows, key=lambda r: r[0])]
 
 
-def _check_file(path: str | Path) -> tuple[Study | None, list[str]]:
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``["trial.epochs=3", "search.grid.dims=[both]"]`` → ``{"trial.epochs": 3, ...}``; values are YAML.
+
+    Raises:
+        StudyError: for an item without ``=`` or with a value that is not YAML.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        if not eq or not key.strip():
+            raise StudyError([f"--set {item!r}: write KEY=VALUE with a dotted study path, e.g. trial.epochs=3"])
+        try:
+            out[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise StudyError([f"--set {key.strip()}: the value {text!r} is not YAML: {e}"]) from None
+    return out
+
+
+def _override(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set a dotted study path in the raw YAML tree; below ``search.grid`` / ``search.sample`` the rest of
+    the path is one axis name (axis names hold dots: ``search.grid.optim.lr``)."""
+    parts = key.split(".")
+    if parts[0] == "search" and len(parts) > 3 and parts[1] in ("grid", "sample"):
+        parts = [*parts[:2], ".".join(parts[2:])]
+    node = raw
+    for p in parts[:-1]:
+        if not isinstance(node.get(p), dict):
+            node[p] = {}
+        node = node[p]
+    node[parts[-1]] = copy.deepcopy(value)
+
+
+def _check_file(path: str | Path, overrides: Mapping[str, Any] | None = None) -> tuple[Study | None, list[str]]:
     file, p = str(path), Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -837,6 +939,8 @@ def _check_file(path: str | Path) -> tuple[Study | None, list[str]]:
         got = "an empty file" if raw is None else f"a {type(raw).__name__}"
         return None, [f"{file}:1: (top level): a study is a mapping of fields (name, storage, data, base, trial, "
                       f"search, objectives, ...), got {got}"]  # fmt: skip
+    for key, value in (overrides or {}).items():
+        _override(raw, key, value)
     source = p.absolute()
     problems: list[Problem] = [(loc, f"key {loc[-1]!r} is given twice (YAML keeps the last one silently)")
                                for loc, _ in duplicate_keys(root)]  # fmt: skip
@@ -847,22 +951,31 @@ def _check_file(path: str | Path) -> tuple[Study | None, list[str]]:
         problems += _pydantic_problems(e, Study, exclude=("source",))
     problems += _cross_checks(raw)
     problems += _build_checks(raw, source)
+    if overrides:  # lines of the file are not where an overridden value came from
+        problems = [(loc, f"{msg} (set by --set {key})") if (key := _overridden(loc, overrides)) else (loc, msg)
+                    for loc, msg in problems]  # fmt: skip
     return (None if problems else study), _format(file, root, problems)
 
 
-def load_study(path: str | Path) -> Study:
-    """Parse and completely validate a study file.
+def _overridden(loc: Loc, overrides: Mapping[str, Any]) -> str | None:
+    path = ".".join(str(p) for p in loc)
+    return next((k for k in overrides if path == k or path.startswith(k + ".") or k.startswith(path + ".")), None)
+
+
+def load_study(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Study:
+    """Parse and completely validate a study file, after applying ``overrides`` (dotted path → value,
+    as `parse_overrides` makes them from ``--set KEY=VALUE``).
 
     Raises:
         StudyError: listing every problem of the file, one ``FILE:LINE: yaml.path: message`` a line.
     """
-    study, problems = _check_file(path)
+    study, problems = _check_file(path, overrides)
     if problems or study is None:
         raise StudyError(problems or [f"{path}: not a valid study"])
     return study
 
 
-def validate_study(path: str | Path) -> list[str]:
+def validate_study(path: str | Path, overrides: Mapping[str, Any] | None = None) -> list[str]:
     """Every problem of a study file, one ``FILE:LINE: yaml.path: message`` each (empty: valid). Never raises
     for a bad study."""
-    return _check_file(path)[1]
+    return _check_file(path, overrides)[1]

@@ -68,7 +68,10 @@ class StudyTracker:
         client = MlflowClient(uri)
         exp = client.get_experiment_by_name(experiment)
         if exp is None:
-            exp_id = client.create_experiment(experiment, artifact_location=Path(artifact_root).absolute().as_uri())
+            # a tracking server stores (or proxies) artifacts itself; a local store keeps them in the study folder
+            remote = uri.split(":", 1)[0] in ("http", "https", "databricks")
+            location = None if remote else Path(artifact_root).absolute().as_uri()
+            exp_id = client.create_experiment(experiment, artifact_location=location)
         else:
             exp_id = exp.experiment_id
         if parent_run_id is None:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import traceback
 from pathlib import Path
 from typing import Any
 
+import ray
 from mlflow.entities import RunStatus
 from ray import tune
 
@@ -68,6 +70,7 @@ def train_trial(params: dict[str, Any], *, study: Study, cell: dict[str, Any], b
     out = Path(study.storage).absolute() / "trials" / trial_id
     config = study.trial_config(axes, out, Path(base_checkpoint))
     run = tracker.trial_run(trial_id, tags={"study": study.name, "cell": base_key(cell)})
+    run.set_tags({"ray.node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname()})
     run.log_params({**{f"axis.{k}": v for k, v in axes.items()}, **flatten(config.to_dict())})
 
     def report(epoch: int, metrics: dict[str, float], ckpt: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.schema import DIMS, Distribution, Study, StudyError, load_study, validate_study
+from orchestrator.schema import DIMS, Distribution, Study, StudyError, load_study, parse_overrides, validate_study
 from orchestrator.yaml_lines import compose, format_path, line_of
 from vared_core.engine import TrainConfig
 
@@ -159,6 +159,33 @@ def test_relative_paths_resolve_against_the_yaml_folder(tmp_path: Path) -> None:
 def test_tracking_and_experiment_overrides(tmp_path: Path) -> None:
     study = load_study(_write(tmp_path, _study(tracking={"uri": "http://mlflow:5000", "experiment": "e"})))
     assert (study.tracking_uri(), study.experiment_name()) == ("http://mlflow:5000", "e")
+
+
+def test_the_environment_moves_the_tracking_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    study = load_study(_write(tmp_path, _study(tracking={"uri": "sqlite:///x.db"})))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    assert study.tracking_uri() == "http://mlflow:5000"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert study.tracking_uri() == "sqlite:///x.db"
+
+
+def test_set_overrides_any_field_and_axis_names_keep_their_dots(tmp_path: Path) -> None:
+    path = _write(tmp_path, _study())
+    sets = parse_overrides(["storage=/shared/runs/t", "trial.epochs=5", "search.grid.optim.lr=[0.1, 0.2]",
+                            "tracking.uri=http://mlflow:5000"])  # fmt: skip
+    assert sets["trial.epochs"] == 5 and sets["search.grid.optim.lr"] == [0.1, 0.2]
+    study = load_study(path, sets)
+    assert study.storage == Path("/shared/runs/t") and study.trial["epochs"] == 5
+    assert study.search.grid["optim.lr"] == [0.1, 0.2] and study.tracking.uri == "http://mlflow:5000"
+    assert load_study(path).trial["epochs"] == 2  # the file is untouched
+
+
+def test_bad_overrides_are_named_as_such(tmp_path: Path) -> None:
+    path = _write(tmp_path, _study())
+    problems = validate_study(path, parse_overrides(["trial.epochs=many"]))
+    assert len(problems) == 1 and "trial.epochs" in problems[0] and "(set by --set trial.epochs)" in problems[0]
+    with pytest.raises(StudyError, match="KEY=VALUE"):
+        parse_overrides(["trial.epochs"])
 
 
 def test_study_round_trips_and_pickles(tmp_path: Path) -> None:

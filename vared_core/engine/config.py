@@ -82,6 +82,8 @@ class OptimConfig(_Strict):
 
     ``lr`` / ``weight_decay`` ``None`` take the backbone's values from the seed (`ModelCfg.lr`,
     `ModelCfg.weight_decay`). Weight decay applies to conv and linear weights, not to norms or biases.
+    ``gate_lr_mult`` scales the learning rate of the soft modulation gates, which a dynamic fine-tune
+    trains from scratch while the backbone only adapts (e.g. backbone lr 0.001, gates ×10).
     """
 
     lr: float | None = Field(None, gt=0)
@@ -91,6 +93,7 @@ class OptimConfig(_Strict):
     warmup_epochs: float = Field(0.0, ge=0)
     min_lr_ratio: float = Field(0.0, ge=0, le=1)
     grad_clip: float | None = Field(None, gt=0)
+    gate_lr_mult: float = Field(1.0, gt=0)
 
 
 class TrainConfig(_Strict):

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vared_core.data import make_loader
-from vared_core.dynamic import clip_gflops, dynamize, efficiency_loss, track_costs
+from vared_core.dynamic import SoftModulationGate, clip_gflops, dynamize, efficiency_loss, track_costs
 from vared_core.models import build_model, get_model_cfg
 
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
@@ -111,15 +111,20 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[nn.Module, TrainC
     return model.to(device), config
 
 
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    decay, no_decay = [], []
+def _param_groups(model: nn.Module, lr: float, weight_decay: float, gate_lr_mult: float) -> list[dict[str, Any]]:
+    """SGD groups: weight decay on conv/linear weights only; the gates' parameters at ``lr · gate_lr_mult``."""
+    gate_params = {id(p) for m in model.modules() if isinstance(m, SoftModulationGate) for p in m.parameters()}
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
             if not p.requires_grad:
                 continue
             is_weight = name == "weight" and isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))
-            (decay if is_weight else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            groups.setdefault((is_weight, id(p) in gate_params), []).append(p)
+    return [
+        {"params": params, "weight_decay": weight_decay if decay else 0.0, "lr": lr * (gate_lr_mult if gate else 1.0)}
+        for (decay, gate), params in sorted(groups.items())
+    ]
 
 
 def _lr_lambda(total_steps: int, warmup_steps: int, min_ratio: float) -> Callable[[int], float]:
@@ -194,7 +199,7 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
     lr = config.optim.lr if config.optim.lr is not None else mcfg.lr
     wd = config.optim.weight_decay if config.optim.weight_decay is not None else mcfg.weight_decay
     optimizer = torch.optim.SGD(
-        _param_groups(model, wd), lr=lr, momentum=config.optim.momentum, nesterov=config.optim.nesterov
+        _param_groups(model, lr, wd, config.optim.gate_lr_mult), lr=lr, momentum=config.optim.momentum, nesterov=config.optim.nesterov
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,

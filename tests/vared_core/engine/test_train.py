@@ -56,7 +56,7 @@ def test_run_folder_holds_checkpoints_and_metrics(base_run: FitResult) -> None:
 def test_dynamic_stage_pinned_full_reproduces_base(base_run: FitResult, engine_data, make_base_config, tmp_path) -> None:
     config = make_base_config(
         engine_data, tmp_path / "dyn", stage="dynamic", base_checkpoint=base_run.checkpoint,
-        dynamic=DynamicSpec(search_space=2), epochs=1, lambda_e=0.8,
+        dynamic=DynamicSpec(search_space=2), epochs=1, lambda_e=0.8, optim=OptimConfig(lr=0.01, gate_lr_mult=10),
     )  # fmt: skip
     model = build_run_model(config, num_classes=2)
     assert len(dynamic_layers(model)) > 0
@@ -72,6 +72,11 @@ def test_dynamic_stage_pinned_full_reproduces_base(base_run: FitResult, engine_d
     assert result.history[0]["train_efficiency"] > 0
     assert result.evaluation.layer_names == [name for name, _ in dynamic_layers(model)]
     assert len(result.evaluation.feature_ratio) == len(dynamic_layers(model))
+    # the gates (and only they) train at lr × gate_lr_mult
+    groups = load_checkpoint(result.checkpoint)["optimizer"]["param_groups"]
+    gate_params = sum(len(list(m.gate.parameters())) for _, m in dynamic_layers(model) if m.gate is not None)
+    assert sorted({g["initial_lr"] for g in groups}) == [0.01, pytest.approx(0.1)]
+    assert sum(len(g["params"]) for g in groups if g["initial_lr"] > 0.05) == gate_params
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(engine_data, make_base_config, tmp_path) -> None:
