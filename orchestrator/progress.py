@@ -1,5 +1,7 @@
-"""A compact live view of a running study: one line per finished or failed trial with the running
-count, the best value of each objective so far and the size of the current front."""
+"""A live view of a running study: on a terminal, a table redrawn in place (one row per trial: status,
+epoch, its objectives; a caption with the count, the best value of each objective so far and the size
+of the current front); elsewhere (CI logs, files) one line per finished or failed trial with the same
+running summary."""
 from __future__ import annotations
 
 import math
@@ -7,6 +9,8 @@ from typing import Any
 
 from ray import tune
 from rich.console import Console
+from rich.live import Live
+from rich.table import Table
 
 from .pareto import pareto_mask
 
@@ -18,9 +22,10 @@ class ProgressCallback(tune.Callback):
         self.metrics, self.modes, self.total = metrics, modes, total
         self.points: list[list[float]] = []
         self.done = self.failed = 0
+        self.rows: dict[str, dict[str, Any]] = {}  # trial id → status, epoch, metrics (the live table)
 
     def __getstate__(self) -> dict[str, Any]:  # Tune pickles its callbacks with the experiment state
-        return {k: v for k, v in self.__dict__.items() if k != "_console"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_console", "_live")}
 
     @property
     def console(self) -> Console:
@@ -28,14 +33,42 @@ class ProgressCallback(tune.Callback):
             self._console = Console(highlight=False)
         return self._console
 
-    def _line(self, text: str) -> None:
+    def _summary(self) -> str:
         best = []
         for i, (m, mode) in enumerate(zip(self.metrics, self.modes)):
             vals = [p[i] for p in self.points if math.isfinite(p[i])]
             if vals:
                 best.append(f"best {m} {(max if mode == 'max' else min)(vals):.4g}")
         front = int(pareto_mask(self.points, self.modes).sum()) if self.points else 0
-        self.console.print(f"[{self.done + self.failed}/{self.total}] {text} | {' | '.join(best)} | front {front}")
+        return " | ".join([f"{self.done + self.failed}/{self.total} trials", *best, f"front {front}"])
+
+    def _table(self) -> Table:
+        table = Table(title="study progress", caption=self._summary(), caption_justify="left")
+        for col in ("trial", "status", "epoch", *self.metrics):
+            table.add_column(col, justify="right" if col in ("epoch", *self.metrics) else "left")
+        for trial_id, row in self.rows.items():
+            shown = [f"{row['metrics'][m]:.4g}" if m in row["metrics"] else "" for m in self.metrics]
+            table.add_row(trial_id, row["status"], str(row["epoch"] or ""), *shown)
+        return table
+
+    def _update(self, trial: Any, status: str, text: str | None = None) -> None:
+        result = trial.last_result or {}
+        self.rows[trial.trial_id] = {"status": status, "epoch": result.get("epoch") and int(result["epoch"]),
+                                     "metrics": {m: float(result[m]) for m in self.metrics if m in result}}  # fmt: skip
+        if not self.console.is_terminal:
+            if text is not None:
+                self.console.print(f"{text} | {self._summary()}")
+            return
+        if getattr(self, "_live", None) is None:
+            self._live = Live(self._table(), console=self.console, auto_refresh=False)
+            self._live.start()
+        self._live.update(self._table(), refresh=True)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._update(trial, "running")
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        self._update(trial, "running")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         result = trial.last_result or {}
@@ -43,8 +76,13 @@ class ProgressCallback(tune.Callback):
         if all(m in result for m in self.metrics):
             self.points.append([float(result[m]) for m in self.metrics])
         shown = ", ".join(f"{m}={result[m]:.4g}" for m in self.metrics if m in result)
-        self._line(f"trial {trial.trial_id} done: {shown}")
+        self._update(trial, "done", f"trial {trial.trial_id} done: {shown}")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.failed += 1
-        self._line(f"trial {trial.trial_id} FAILED")
+        self._update(trial, "FAILED", f"trial {trial.trial_id} FAILED")
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        if getattr(self, "_live", None) is not None:
+            self._live.stop()
+            self._live = None

@@ -172,21 +172,26 @@ def run_study(study: Study, *, address: str | None = None, resume: bool = False,
     from ray import tune
 
     from .progress import ProgressCallback
-    from .trainable import base_key, train_base, train_trial
+    from .trainable import base_key, train_base, train_trial, warm_up
 
     storage = Path(study.storage).absolute()
     storage.mkdir(parents=True, exist_ok=True)
     state = _load_state(storage) if resume else {}
-    tracker = StudyTracker.open(
-        study.tracking_uri(), study.experiment_name(), storage / "mlartifacts", study.name,
-        parent_run_id=state.get("parent_run_id"),
-    )  # fmt: skip
-    _save_state(storage, {"parent_run_id": tracker.parent_run_id, "study": study.name})
     ray_address = address or os.environ.get("RAY_ADDRESS") or study.ray.address
     if not ray.is_initialized():
         # "local": a Ray of its own, never a cluster some other command left running on this machine
         ray.init(address=ray_address or "local", include_dashboard=False, log_to_driver=verbose > 1,
                  logging_level="ERROR", configure_logging=verbose > 1)  # fmt: skip
+    # workers import torch, vared_core and mlflow while the driver sets up MLflow; the base tasks and
+    # trial actors that follow are leased these warm processes instead of paying the imports each
+    warm = ray.remote(num_cpus=study.resources.cpu, num_gpus=study.resources.gpu)(warm_up)
+    warming = [warm.remote() for _ in range(study.max_concurrent)]
+    tracker = StudyTracker.open(
+        study.tracking_uri(), study.experiment_name(), storage / "mlartifacts", study.name,
+        parent_run_id=state.get("parent_run_id"),
+    )  # fmt: skip
+    _save_state(storage, {"parent_run_id": tracker.parent_run_id, "study": study.name})
+    ray.get(warming)
     cells = study.grid_cells()
     metrics, modes = study.objective_senses()
     status = "FAILED"

@@ -7,6 +7,7 @@ finds its child run again by its ``trial_id`` tag: no study ever holds two runs 
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import time
 from collections.abc import Mapping
@@ -48,6 +49,13 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
+def node_uri(uri: str) -> str:
+    """The tracking URI to use on this process's node: its own ``MLFLOW_TRACKING_URI`` when set (a trial
+    in a container reaches the server as ``http://mlflow:5000`` while the laptop that started the study
+    used ``http://127.0.0.1:5000``), else the study's."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or uri
+
+
 def _finite_metrics(metrics: Mapping[str, float], step: int) -> list[Metric]:
     now = int(time.time() * 1000)
     return [Metric(k, float(v), now, step) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)]
@@ -84,7 +92,7 @@ class StudyTracker:
 
     @property
     def client(self) -> MlflowClient:
-        return MlflowClient(self.uri)
+        return MlflowClient(node_uri(self.uri))
 
     def child_runs(self, role: str | None = ROLE_TRIAL) -> list[Any]:
         """Child runs of the study (optionally only trials or only bases), oldest first."""
@@ -125,22 +133,22 @@ class TrialRun:
     run_id: str
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        client = MlflowClient(self.uri)
+        client = MlflowClient(node_uri(self.uri))
         existing = client.get_run(self.run_id).data.params
         items = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in existing]
         for i in range(0, len(items), 100):
             client.log_batch(self.run_id, params=items[i:i + 100])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        MlflowClient(self.uri).log_batch(self.run_id, metrics=_finite_metrics(metrics, step))
+        MlflowClient(node_uri(self.uri)).log_batch(self.run_id, metrics=_finite_metrics(metrics, step))
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        client = MlflowClient(self.uri)
+        client = MlflowClient(node_uri(self.uri))
         for k, v in tags.items():
             client.set_tag(self.run_id, k, v)
 
     def log_artifacts(self, local_dir: Path, artifact_path: str) -> None:
-        MlflowClient(self.uri).log_artifacts(self.run_id, str(local_dir), artifact_path)
+        MlflowClient(node_uri(self.uri)).log_artifacts(self.run_id, str(local_dir), artifact_path)
 
     def end(self, status: str = RunStatus.to_string(RunStatus.FINISHED)) -> None:
-        MlflowClient(self.uri).set_terminated(self.run_id, status=status)
+        MlflowClient(node_uri(self.uri)).set_terminated(self.run_id, status=status)

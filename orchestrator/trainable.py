@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,17 @@ from vared_core.engine import fit
 from .schema import Study
 from .tracking import ROLE_BASE, StudyTracker, flatten
 
-__all__ = ["train_base", "train_trial", "base_key"]
+__all__ = ["train_base", "train_trial", "base_key", "warm_up"]
 
 _FAILED = RunStatus.to_string(RunStatus.FAILED)
 _KILLED = RunStatus.to_string(RunStatus.KILLED)
 _DONE_MARKER = "done.json"
+
+
+def warm_up() -> int:
+    """A no-op task whose worker process has imported this module (torch, vared_core, mlflow, Tune) by
+    the time it runs; returns the process id."""
+    return os.getpid()
 
 
 def base_key(overrides: dict[str, Any]) -> str:
@@ -50,7 +57,10 @@ def train_base(study: Study, overrides: dict[str, Any], output_dir: str, tracker
         run = tracker.trial_run(f"base-{out.name}", role=ROLE_BASE, name=f"base {out.name[:8]}")
         run.log_params(flatten(config.to_dict()))
     try:
+        t0 = time.perf_counter()
         result = fit(config, on_epoch=(lambda e, m, c: run.log_metrics(m, e)) if run else None)
+        if run is not None:
+            run.log_metrics({"fit_time_s": time.perf_counter() - t0}, config.epochs)
     except BaseException:
         if run is not None:
             run.end(_FAILED)
@@ -80,11 +90,13 @@ def train_trial(params: dict[str, Any], *, study: Study, cell: dict[str, Any], b
     status = _FAILED
     try:
         checkpoint = tune.get_checkpoint()
+        t0 = time.perf_counter()
         if checkpoint is not None:
             with checkpoint.as_directory() as d:
                 result = fit(config.model_copy(update={"resume_from": Path(d)}), on_epoch=report)
         else:
             result = fit(config, on_epoch=report)
+        run.log_metrics({"fit_time_s": time.perf_counter() - t0}, config.epochs)  # of this attempt
         run.log_artifacts(result.checkpoint, "checkpoint")
         status = RunStatus.to_string(RunStatus.FINISHED)
     except SystemExit:  # a scheduler (ASHA) stopped the trial
