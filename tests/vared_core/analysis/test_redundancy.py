@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +21,6 @@ from vared_core.analysis import (
     redundancy_proportion,
 )
 from vared_core.commands import redundancy as redundancy_cmd
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """The machine is small and shared: one torch thread keeps timings stable under a parallel process."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _identity() -> nn.Module:

@@ -9,11 +9,6 @@ import torch
 from vared_core.engine import DataConfig, FitResult, OptimConfig, SyntheticData, TrainConfig, fit
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)  # bit-reproducible CPU runs, and no fight with a parallel test process
-
-
 @pytest.fixture(scope="session")
 def engine_data(tmp_path_factory: pytest.TempPathFactory) -> DataConfig:
     """pan_right vs pan_left, 16 videos each (12 train, 4 val), 8 frames of 32²; clips of 4 frames."""
