@@ -4,14 +4,14 @@
    (several processes creating one SQLite store race in its migrations).
 2. Every distinct base recipe is trained once, as a Ray task, into ``storage/bases/<hash>``; a
    finished one is reused (by later grid cells, later studies, a resumed study).
-3. A pure grid runs as one `Tuner` over the grid; a grid with sampled axes runs one `Tuner` per grid
-   cell, each with its own seeded `OptunaSearch` (multi-objective with two objectives), since Tune
-   cannot mix `grid_search` with a searcher.
+3. All trials run in one `Tuner` (one set of reused actors): a pure grid as a ``grid_search`` over
+   the cells; a grid with sampled axes through `CellSearch`, which gives every cell its own seeded
+   `OptunaSearch` (multi-objective with two objectives).
 4. The study's trials are read back from MLflow (the record that survives restarts), the front and
    its hypervolume computed, and logged to the parent run with a table, a PNG and an HTML scatter;
    front trials get the tag ``pareto=true``.
 
-``resume=True`` restores each Tuner from its experiment folder (finished trials stay finished, an
+``resume=True`` restores the Tuner from its experiment folder (finished trials stay finished, an
 interrupted one continues from its checkpoint under its own trial id) and reopens the same parent
 run, so a study killed mid-run ends with every trial exactly once in MLflow.
 """
@@ -32,6 +32,7 @@ from .tracking import StudyTracker
 __all__ = ["StudyResult", "run_study", "study_trials", "plan"]
 
 _STATE = "study_state.json"
+_EXPERIMENT = "trials"  # the Tune experiment folder under <storage>/ray
 
 
 @dataclass
@@ -172,7 +173,8 @@ def run_study(study: Study, *, address: str | None = None, resume: bool = False,
     from ray import tune
 
     from .progress import ProgressCallback
-    from .trainable import base_key, train_base, train_trial, warm_up
+    from .cell_search import CellSearch
+    from .trainable import base_key, train_base, warm_up
 
     storage = Path(study.storage).absolute()
     storage.mkdir(parents=True, exist_ok=True)
@@ -212,33 +214,24 @@ def run_study(study: Study, *, address: str | None = None, resume: bool = False,
         run_cfg = dict(storage_path=str(storage / "ray"), verbose=0, callbacks=callbacks,
                        failure_config=tune.FailureConfig(max_failures=study.max_failures),
                        checkpoint_config=tune.CheckpointConfig(num_to_keep=1))  # fmt: skip
-        jobs: list[tuple[str, Any, dict[str, Any]]] = []
-        if not study.search.sample:  # pure grid: one Tuner, every cell a trial, all in parallel
-            trainable = tune.with_resources(
-                tune.with_parameters(_grid_trial, study=study, bases=bases, tracker=tracker), resources
-            )
-            jobs.append(("grid", trainable, {"param_space": {"cell": tune.grid_search(cells)},
-                                             "tune_config": tune.TuneConfig(
-                                                 num_samples=1, max_concurrent_trials=study.max_concurrent,
-                                                 reuse_actors=True, scheduler=_scheduler(study))}))  # fmt: skip
+        trainable = tune.with_resources(tune.with_parameters(_trial, study=study, bases=bases, tracker=tracker),
+                                        resources)  # fmt: skip
+        if study.search.sample:  # every cell's own seeded Optuna search, all in one experiment
+            searchers = [_searcher(study, i) for i in range(len(cells))]
+            search_alg, param_space = CellSearch(searchers, cells, study.search.num_samples), None
+            num_samples = study.search.num_samples * len(cells)
+        else:  # a pure grid: every cell one trial
+            search_alg, param_space, num_samples = None, {"cell": tune.grid_search(cells)}, 1
+        tune_config = tune.TuneConfig(num_samples=num_samples, search_alg=search_alg, reuse_actors=True,
+                                      max_concurrent_trials=study.max_concurrent, scheduler=_scheduler(study))
+        path = storage / "ray" / _EXPERIMENT
+        if resume and tune.Tuner.can_restore(str(path)):
+            tuner = tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=False,
+                                       restart_errored=False)  # fmt: skip
         else:
-            for i, cell in enumerate(cells):
-                trainable = tune.with_resources(
-                    tune.with_parameters(train_trial, study=study, cell=cell, tracker=tracker,
-                                         base_checkpoint=bases[base_key(_base_overrides(study, cell))]),
-                    resources,
-                )  # fmt: skip
-                jobs.append((f"cell_{i:03d}", trainable, {"tune_config": tune.TuneConfig(
-                    num_samples=study.search.num_samples, max_concurrent_trials=study.max_concurrent,
-                    search_alg=_searcher(study, i), reuse_actors=True, scheduler=_scheduler(study))}))  # fmt: skip
-        for name, trainable, kwargs in jobs:
-            path = storage / "ray" / name
-            if resume and tune.Tuner.can_restore(str(path)):
-                tuner = tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=False,
-                                           restart_errored=False)  # fmt: skip
-            else:
-                tuner = tune.Tuner(trainable, run_config=tune.RunConfig(name=name, **run_cfg), **kwargs)
-            tuner.fit()
+            tuner = tune.Tuner(trainable, run_config=tune.RunConfig(name=_EXPERIMENT, **run_cfg),
+                               tune_config=tune_config, param_space=param_space)  # fmt: skip
+        tuner.fit()
 
         # 3. the front, from what MLflow recorded
         trials, failed = study_trials(tracker)
@@ -255,9 +248,11 @@ def run_study(study: Study, *, address: str | None = None, resume: bool = False,
         tracker.set_status(status)
 
 
-def _grid_trial(params: dict[str, Any], *, study: Study, bases: dict[str, str], tracker: StudyTracker) -> None:
+def _trial(params: dict[str, Any], *, study: Study, bases: dict[str, str], tracker: StudyTracker) -> None:
+    """The Tune function: ``params`` is ``{"cell": grid cell, **sampled values}``."""
     from .trainable import base_key, train_trial
 
+    sampled = {k: v for k, v in params.items() if k != "cell"}
     cell = params["cell"]
-    train_trial({}, study=study, cell=cell, tracker=tracker,
+    train_trial(sampled, study=study, cell=cell, tracker=tracker,
                 base_checkpoint=bases[base_key(_base_overrides(study, cell))])  # fmt: skip

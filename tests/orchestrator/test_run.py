@@ -63,10 +63,16 @@ def test_a_failing_trial_fails_alone(tmp_path: Path, write_study, local_ray) -> 
     assert MlflowClient(result.study.tracking_uri()).get_run(result.tracker.parent_run_id).info.status == "FINISHED"
 
 
-def test_killed_driver_resumes_with_every_trial_once(tmp_path: Path, write_study) -> None:
-    path = write_study(tmp_path, "resume", grid={"dims": ["temporal", "channel", "both"]},
-                       trial={"epochs": 3, "lambda_e": 0.8, "dynamic": {"search_space": 2}, "threads": 1},
-                       max_concurrent=1)  # fmt: skip
+@pytest.mark.parametrize("search", ["grid", "grid+sample"])
+def test_killed_driver_resumes_with_every_trial_once(search: str, tmp_path: Path, write_study) -> None:
+    if search == "grid":
+        axes, dims = {"grid": {"dims": ["temporal", "channel", "both"]}}, ["both", "channel", "temporal"]
+    else:  # CellSearch: both cells' Optuna searchers are restored with the experiment
+        axes = {"grid": {"dims": ["temporal", "both"]}, "sample": {"lambda_e": {"loguniform": [0.1, 4.0]}},
+                "num_samples": 2}  # fmt: skip
+        dims = ["both", "both", "temporal", "temporal"]
+    path = write_study(tmp_path, "resume", **axes, max_concurrent=1,
+                       trial={"epochs": 3, "lambda_e": 0.8, "dynamic": {"search_space": 2}, "threads": 1})  # fmt: skip
     study = load_study(path)
     cmd = [sys.executable, "-m", "orchestrator.cli", "run", str(path), "--verbose", "0"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -92,8 +98,9 @@ def test_killed_driver_resumes_with_every_trial_once(tmp_path: Path, write_study
     done = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     runs = _runs(client, "trial")
-    assert len(runs) == 3
-    assert sorted(r.data.params["axis.dims"] for r in runs) == ["both", "channel", "temporal"]
+    assert sorted(r.data.params["axis.dims"] for r in runs) == dims
+    if search != "grid":
+        assert len({r.data.params["axis.lambda_e"] for r in runs}) == len(dims)
     assert all(r.info.status == "FINISHED" for r in runs)
     parents = _runs(client, "study")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
