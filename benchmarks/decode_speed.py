@@ -5,8 +5,8 @@ training clips (random dense clip, TSN multi-scale crop to 112², flip, normalis
 workers, for 8×112² (stride 8) and 16×112² (stride 4) clips. The first batch of each run (worker
 start-up, decord's one-time initialisation) is not timed.
 
-Then it times training steps (forward + cross-entropy + backward + SGD step) of ``--model``
-(default r2plus1d_18_tiny) on random batches of the same shape, so decode clips/s and model clips/s
+Then it times training steps (forward + cross-entropy + backward + SGD step) of each ``--model``
+(default: r2plus1d_18_tiny and the full r2plus1d_18) on random batches of the same shape, so decode clips/s and model clips/s
 can be compared: the smaller one is the bottleneck. Both are measured alone; in a real run the
 loader workers and the model share the cores.
 
@@ -19,10 +19,10 @@ Usage::
 The last output line is one JSON object::
 
     {"benchmark": "decode_speed", ..., "clips_per_s": {"8x112": {"0": …, "1": …, "2": …}, "16x112": {…}},
-     "model_step_rate": {"model": "…", "device": "cpu", "threads": …, "batch_size": 8,
-                         "steps_per_s": {"8x112": …, "16x112": …}, "clips_per_s": {"8x112": …, "16x112": …}}}
+     "model_step_rate": [{"model": "…", "device": "cpu", "threads": …, "batch_size": 8,
+                          "steps_per_s": {"8x112": …, "16x112": …}, "clips_per_s": {"8x112": …, "16x112": …}}, …]}
 
-``model_step_rate`` is ``null`` with ``--model-repeats 0``.
+``model_step_rate`` (one entry per model) is empty with ``--model-repeats 0``.
 """
 from __future__ import annotations
 
@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--clips", type=int, default=96, help="timed clips per measurement")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--model", default="r2plus1d_18_tiny", help="model whose training step rate is reported")
+    parser.add_argument("--model", nargs="+", default=["r2plus1d_18_tiny", "r2plus1d_18"],
+                        help="models whose training step rates are reported (default: tiny and full R(2+1)D-18)")
     parser.add_argument("--model-repeats", type=int, default=5,
                         help="timed training steps per clip shape, median reported (default 5; 0 skips the model)")
     parser.add_argument("--model-threads", type=int, default=None,
@@ -161,27 +162,28 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         )
         print(f"8x112 workers=0 decode_short_side=128: {reduced:.1f} clips/s", flush=True)
 
-    step_rate: dict[str, object] | None = None
+    step_rates: list[dict[str, object]] = []
     if args.model_repeats > 0:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         threads = args.model_threads or _cores()
-        steps: dict[str, float] = {}
-        for name, (frames, _) in CONFIGS.items():
-            rate = model_step_rate(
-                args.model, frames=frames, size=args.size, batch_size=args.batch_size,
-                num_classes=len(info.classes), repeats=args.model_repeats, threads=threads,
-            )
-            steps[name] = rate
-            where = f"cpu, {threads} threads" if device == "cpu" else device
-            print(f"{name} {args.model} training step ({where}, batch {args.batch_size}): "
-                  f"{rate:.2f} steps/s = {rate * args.batch_size:.1f} clips/s", flush=True)
-        step_rate = {
-            "model": args.model, "device": device, "threads": threads if device == "cpu" else None,
-            "batch_size": args.batch_size, "timed_steps": args.model_repeats,
-            "step": "forward + cross-entropy + backward + SGD step, random clips",
-            "steps_per_s": {k: round(v, 3) for k, v in steps.items()},
-            "clips_per_s": {k: round(v * args.batch_size, 1) for k, v in steps.items()},
-        }
+        where = f"cpu, {threads} threads" if device == "cpu" else device
+        for model in args.model:
+            steps: dict[str, float] = {}
+            for name, (frames, _) in CONFIGS.items():
+                rate = model_step_rate(
+                    model, frames=frames, size=args.size, batch_size=args.batch_size,
+                    num_classes=len(info.classes), repeats=args.model_repeats, threads=threads,
+                )
+                steps[name] = rate
+                print(f"{name} {model} training step ({where}, batch {args.batch_size}): "
+                      f"{rate:.2f} steps/s = {rate * args.batch_size:.1f} clips/s", flush=True)
+            step_rates.append({
+                "model": model, "device": device, "threads": threads if device == "cpu" else None,
+                "batch_size": args.batch_size, "timed_steps": args.model_repeats,
+                "step": "forward + cross-entropy + backward + SGD step, random clips",
+                "steps_per_s": {k: round(v, 3) for k, v in steps.items()},
+                "clips_per_s": {k: round(v * args.batch_size, 1) for k, v in steps.items()},
+            })
 
     report: dict[str, object] = {
         "benchmark": "decode_speed",
@@ -200,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "pipeline": "random dense clip, multi-scale crop -> size^2, flip, normalise; float32 CxTxHxW",
         "clips_per_s": results,
         "clips_per_s_decode_short_side_128": {"8x112": {"0": round(reduced, 1)}},
-        "model_step_rate": step_rate,
+        "model_step_rate": step_rates,
     }
     print(json.dumps(report))
     return report

@@ -6,6 +6,8 @@ convs made dynamic (S = 2, both dimensions). For each pinned policy the hard-mod
 against the fastest static layout of the same network (NCDHW or channels_last_3d).
 
     python benchmarks/dynamic_speed.py [--batch 8] [--frames 8] [--size 56] [--repeats 7] [--threads 2]
+    python benchmarks/dynamic_speed.py --model r2plus1d_18 --batch 4 [--frames 8] [--crop 112]   # a full backbone
+    python benchmarks/dynamic_speed.py --model x3d_m --batch 4                                  # 16×256² test view
 
 Prints one JSON line per policy and stage, then a last line with one JSON object keyed by policy
 (`full`, `half_channel`, `half_temporal`, `half_both`, `mixed`), each
@@ -74,14 +76,33 @@ def policies(batch: int) -> dict[str, tuple]:
 
 
 def bench(stages, batch: int, frames: int, size: int, repeats: int) -> dict[str, dict]:
+    """The R(2+1)D-like stage network (its spatial convs dynamic) on (batch, C, frames, size, size) features."""
     torch.manual_seed(0)
     static = r2plus1d_like(stages).eval()
     x = torch.randn(batch, stages[0][0], frames, size, size)
+    spatial = [str(i) for i in range(0, 6 * len(stages), 6)]
+    return bench_network(static, x, spatial, repeats)
+
+
+def bench_backbone(name: str, batch: int, frames: int | None, crop: int | None, repeats: int) -> dict[str, dict]:
+    """A registered backbone at full size, dynamized on its default layers (`ModelCfg.dynamic_include`)."""
+    from vared_core.models import build_model, get_model_cfg
+
+    cfg = get_model_cfg(name)
+    frames, crop = frames or cfg.num_frames, crop or cfg.test_crop_size
+    torch.manual_seed(0)
+    static = build_model(name, num_classes=400, num_frames=frames, crop_size=crop).eval()
+    x = torch.randn(batch, 3, frames, crop, crop)
+    return {"model": name, "clip": f"{frames}x{crop}^2", **bench_network(static, x, cfg.dynamic_include, repeats)}
+
+
+def bench_network(static: nn.Module, x: torch.Tensor, include, repeats: int) -> dict[str, dict]:
+    """Time ``static`` (in its faster layout) against its dynamized twin under every pinned policy."""
+    batch = x.shape[0]
     layouts = {"ncdhw": torch.contiguous_format, "channels_last_3d": torch.channels_last_3d}
     statics = {name: (copy.deepcopy(static).to(memory_format=fmt), x.contiguous(memory_format=fmt))
                for name, fmt in layouts.items()}
-    spatial = [str(i) for i in range(0, 6 * len(stages), 6)]
-    dyn = dynamize(copy.deepcopy(static), DynamicSpec(search_space=2), clip_shape=tuple(x.shape[1:]), include=spatial)
+    dyn = dynamize(copy.deepcopy(static), DynamicSpec(search_space=2), clip_shape=tuple(x.shape[1:]), include=include)
     dyn.eval()
     pols = policies(batch)
     # the dynamic net runs in the layout its static twin is fastest in; both layouts are timed in the same rounds
@@ -119,13 +140,24 @@ def bench(stages, batch: int, frames: int, size: int, repeats: int) -> dict[str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=None, help="clip frames (default 8; with --model its own)")
     parser.add_argument("--size", type=int, default=56, help="stage-1 feature size (56 = 112² clips)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", help="a registered backbone at full size (r2plus1d_18, x3d_m, ...) instead of "
+                                        "the stage network; --frames / --crop default to its test view")
+    parser.add_argument("--crop", type=int, help="with --model: clip side (default: the backbone's test crop)")
     args = parser.parse_args()
+    args.frames_given = args.frames is not None
+    args.frames = args.frames or 8
     torch.set_num_threads(args.threads)
+    if args.model:
+        r = bench_backbone(args.model, args.batch, args.frames if args.frames_given else None, args.crop, args.repeats)
+        print(json.dumps({"batch": args.batch, "threads": args.threads, **r}))
+        print(json.dumps({name: {k: v[k] for k in ("measured_speedup", "ideal_speedup", "fraction_of_ideal")}
+                          for name, v in r["policies"].items()}))
+        return
     common = dict(batch=args.batch, frames=args.frames, repeats=args.repeats)
     for i, stage in enumerate(STAGES):  # each stage alone, at the feature size it sees inside the network
         r = bench([stage], batch=args.batch, frames=max(1, args.frames // 2 ** max(0, i - 1)) if i else args.frames,

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,18 +181,17 @@ def run_study(study: Study, *, address: str | None = None, resume: bool = False,
     storage.mkdir(parents=True, exist_ok=True)
     state = _load_state(storage) if resume else {}
     ray_address = address or os.environ.get("RAY_ADDRESS") or study.ray.address
-    if not ray.is_initialized():
-        # "local": a Ray of its own, never a cluster some other command left running on this machine
-        ray.init(address=ray_address or "local", include_dashboard=False, log_to_driver=verbose > 1,
-                 logging_level="ERROR", configure_logging=verbose > 1)  # fmt: skip
-    # workers import torch, vared_core and mlflow while the driver sets up MLflow; the base tasks and
-    # trial actors that follow are leased these warm processes instead of paying the imports each
-    warm = ray.remote(num_cpus=study.resources.cpu, num_gpus=study.resources.gpu)(warm_up)
-    warming = [warm.remote() for _ in range(study.max_concurrent)]
-    tracker = StudyTracker.open(
-        study.tracking_uri(), study.experiment_name(), storage / "mlartifacts", study.name,
-        parent_run_id=state.get("parent_run_id"),
-    )  # fmt: skip
+    with ThreadPoolExecutor(1) as pool:  # MLflow's store is set up while Ray starts
+        opening = pool.submit(StudyTracker.open, study.tracking_uri(), study.experiment_name(),
+                              storage / "mlartifacts", study.name, parent_run_id=state.get("parent_run_id"))  # fmt: skip
+        if not ray.is_initialized():
+            # "local": a Ray of its own, never a cluster some other command left running on this machine
+            ray.init(address=ray_address or "local", include_dashboard=False, log_to_driver=verbose > 1,
+                     logging_level="ERROR", configure_logging=verbose > 1)  # fmt: skip
+        # workers import torch, vared_core and mlflow meanwhile; the base tasks that follow reuse them
+        warm = ray.remote(num_cpus=study.resources.cpu, num_gpus=study.resources.gpu)(warm_up)
+        warming = [warm.remote() for _ in range(study.max_concurrent)]
+        tracker = opening.result()
     _save_state(storage, {"parent_run_id": tracker.parent_run_id, "study": study.name})
     ray.get(warming)
     cells = study.grid_cells()
