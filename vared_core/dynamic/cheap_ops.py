@@ -27,9 +27,13 @@ class ChannelCheapOp(nn.Module):
         weight_ndim: 5 stores the filters as a (C - k, 1, 1, k, k) Conv3d-shaped weight (for Conv3d hosts,
             so ``model.to(memory_format=torch.channels_last_3d)`` applies), 4 as Conv2d-shaped. The
             computation is a conv2d over folded frames either way: depthwise conv3d has no fast CPU kernel.
+        zero_init: start BN's scale γ at 0, so the op first outputs zeros (BN's shift) and the fine-tune grows
+            it; otherwise γ = 1 and the rebuilt maps start as random unit-variance features.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, *, kernel_size: int = 3, weight_ndim: int = 4) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, *, kernel_size: int = 3, weight_ndim: int = 4, zero_init: bool = False
+    ) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -47,6 +51,8 @@ class ChannelCheapOp(nn.Module):
         nn.init.kaiming_uniform_(weight, a=5**0.5)  # nn.Conv2d's default initialisation
         self.weight = nn.Parameter(weight if weight_ndim == 4 else weight.unsqueeze(2))
         self.bn = nn.BatchNorm2d(out_channels)
+        if zero_init:
+            nn.init.zeros_(self.bn.weight)
 
     def macs_per_frame(self, height: int, width: int) -> int:
         """Multiply-accumulates to rebuild one frame of ``height``×``width``."""

@@ -131,7 +131,8 @@ class DynamicConv(nn.Module):
                 bias_full=spec.gate_bias_full, bias_reduced=spec.gate_bias_reduced,
             ).to(device=self.weight.device)
         self.channel_ops = nn.ModuleList(
-            ChannelCheapOp(k, self.out_channels - k, kernel_size=spec.cheap_kernel, weight_ndim=self.weight.dim())
+            ChannelCheapOp(k, self.out_channels - k, kernel_size=spec.cheap_kernel, weight_ndim=self.weight.dim(),
+                           zero_init=spec.cheap_zero_init)
             for k in self.channel_counts[1:]
         ).to(device=self.weight.device)
         self.temporal_ops = nn.ModuleList(

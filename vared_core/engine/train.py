@@ -278,8 +278,8 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
                     "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
             "metrics": metrics, "history": history,
         }, epoch=epoch + 1, keep=config.keep_checkpoints)  # fmt: skip
-        with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(metrics) + "\n")
+        # the whole history each time: a resumed run continues it, a fresh run in an old folder replaces it
+        (out / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history), encoding="utf-8")
         if on_epoch is not None:
             on_epoch(epoch + 1, metrics, ckpt)
     if ckpt is None:

@@ -122,6 +122,19 @@ def test_odd_shapes_hard_equals_soft(conv: nn.Module, frames: int, randomize_gat
         assert (dyn(x) - conv(x)).abs().max() <= 1e-5
 
 
+def test_cheap_zero_init_rebuilds_zeros_until_trained() -> None:
+    conv = nn.Conv3d(8, 12, (1, 3, 3), padding=(0, 1, 1))
+    x = torch.randn(2, 8, 4, 9, 9)
+    for zero, expect_zero in ((True, True), (False, False)):
+        dyn = _wrap(copy.deepcopy(conv), DynamicSpec(search_space=2, temporal=False, cheap_zero_init=zero), frames=4)
+        with torch.no_grad(), force_policy(dyn, channel=1):
+            y = dyn(x)
+        full = conv(x)
+        # channel alternative 1 computes the first 6 channels; the other 6 are Φ^c's rebuild
+        assert torch.allclose(y[:, :6], full[:, :6], atol=1e-5)
+        assert bool((y[:, 6:] == 0).all()) == expect_zero
+
+
 def test_zero_gate_outputs_zeros_and_costs_only_the_gate() -> None:
     dyn = _wrap(nn.Conv3d(4, 8, (1, 3, 3), padding=(0, 1, 1)), DynamicSpec(search_space=2), frames=4)
     dyn.gate.beta.data.fill_(-5.0)  # max(tanh(·), 0) = 0 for every alternative

@@ -98,6 +98,10 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(engine_data, make
     for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), k
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]
+    lines = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [1.0, 2.0, 3.0]  # the resumed run continues the file
+    fit(make_base_config(engine_data, tmp_path / "b", epochs=1, eval_every=1))  # a fresh run in the same folder
+    assert len((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()) == 1  # replaces it
 
 
 def test_resume_from_another_run_is_refused(base_run: FitResult, engine_data, make_base_config, tmp_path) -> None:

@@ -1,0 +1,259 @@
+"""Fidelity of VA-RED² in kind with the seed's tables: a tiny R(2+1)D base vs its dynamic fine-tunes.
+
+On the synthetic motion-pattern clips (`vared_core.data.make_synthetic`), `fit` trains a tiny
+R(2+1)D-18 base from scratch, then dynamic fine-tunes of that one base (method doc §6): the headline
+S = 2 along both dimensions with λ_e = 0.8 (seed Tables 4.1, 4.2), S = 3 (Table 4.1), temporal-only and
+channel-only (Tables 4.11, 4.12) and λ_e = 0 (Table 4.10). Every model is evaluated in hard mode (each
+clip really computes only what its gates keep); GFLOPs are per clip, per motion level as well
+(0 = static … 3 = fast; seed Figures 4-2, B-6).
+
+    python benchmarks/fidelity.py [--jobs 2] [--quick] [--out benchmarks/out/fidelity] [--seed 0]
+
+``--jobs 2`` runs two fine-tunes at a time (one torch thread each); ``--quick`` is a small smoke version
+that only checks the script runs (its numbers mean nothing). Prints one JSON line per run, a table, and
+as its last line one JSON object: ``base_video_top1``, ``dynamic_video_top1`` (percent),
+``base_gflops_avg``, ``dynamic_gflops_avg``, ``gflops_static_clips``, ``gflops_fast_clips`` (headline
+variant), ``gflops_reduction_pct``, ``video_top1_drop``, ``targets_met``, ``variants`` (table rows),
+``settings``, ``num_val_videos``. Plots go to ``--out``: ``accuracy_vs_gflops.png``,
+``gflops_by_motion.png``, and the headline's per-clip cost histogram and per-layer heatmap.
+
+Targets (issue 5), for the headline variant:
+* ``gflops_down_25pct``: average GFLOPs at least 25% under the base;
+* ``video_top1_within_1pt``: video-1 at most 1 point under the base;
+* ``static_cheaper_than_fast``: clips of the lowest motion level cost less on average than the fastest.
+
+Settings (see `SETTINGS`), one line each:
+* data: 6 classes × 80 videos (360 train / 120 val), 16 frames of 32², clips of 8 frames at stride 2 (the whole
+  video): the six patterns cover pans, rotation, zoom, flicker and object motion; 32² keeps a fit at ~5 s/epoch.
+* no horizontal flip: pan_left and pan_right would swap labels.
+* base: 30 epochs, lr 0.01, 1 warm-up epoch, batch 8 (the backbone's seed lr; ~71% video-1, near this set's
+  ceiling of ~83%: static clips carry no class evidence but the object's).
+* fine-tune: 10 epochs at lr 0.001, no warm-up: at lr 0.01 even λ_e = 0 loses the base (CE 0.48 → 1.8), this
+  tiny base at batch 8 only learns once lr decays below ~0.007.
+* gate_lr_mult 10: at the backbone's lr 0.001 the gates never switch the full alternative off (+2% GFLOPs);
+  ×30 (or lr 0.003 × 10) switches so fast that layers die and accuracy falls to chance.
+* gate biases 1.0 / 0.5 (the defaults): a full-alternative bias of 0.2–0.5 starts far from the base and
+  collapses; 2.0 keeps the base but never switches.
+* cheap_zero_init: Φ^c starts at zero instead of random maps (69% vs 53% video-1 after the same fine-tune).
+* 20 fine-tune epochs were worse (35%): the longer high-lr phase switched layers early and training collapsed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from vared_core.dynamic import DynamicSpec
+from vared_core.engine import DataConfig, OptimConfig, SyntheticData, TrainConfig, fit
+
+#: every choice of the benchmark; ``--quick`` overrides a few (`QUICK`)
+SETTINGS: dict[str, Any] = {
+    "model": "r2plus1d_18_tiny",
+    "classes": 6, "videos_per_class": 80, "frames": 16, "size": 32, "data_seed": 0,  # the synthetic set
+    "num_frames": 8, "frame_stride": 2, "batch_size": 8,  # clips
+    "base_epochs": 30, "base_lr": 0.01, "base_warmup_epochs": 1.0,  # base, from scratch
+    "dyn_epochs": 10, "dyn_lr": 0.001, "dyn_warmup_epochs": 0.0, "gate_lr_mult": 10.0,  # dynamic fine-tunes
+    "gate_bias_full": 1.0, "gate_bias_reduced": 0.5, "cheap_zero_init": True,  # DynamicSpec
+}  # fmt: skip
+QUICK: dict[str, Any] = {"videos_per_class": 8, "base_epochs": 1, "dyn_epochs": 1}
+
+#: (name, search space S, temporal, channel, λ_e); the first is the headline
+VARIANTS: list[tuple[str, int, bool, bool, float]] = [
+    ("S2 both", 2, True, True, 0.8),
+    ("S3 both", 3, True, True, 0.8),
+    ("S2 temporal", 2, True, False, 0.8),
+    ("S2 channel", 2, False, True, 0.8),
+    ("S2 both, λ_e 0", 2, True, True, 0.0),
+]
+
+
+def data_config(s: dict[str, Any], root: Path) -> DataConfig:
+    """The synthetic set and how clips are cut (no flips: pan_left and pan_right are mirror images)."""
+    synth = SyntheticData(root=root, classes=s["classes"], videos_per_class=s["videos_per_class"],
+                          frames=s["frames"], size=s["size"], seed=s["data_seed"])
+    return DataConfig(synthetic=synth, flip=False, batch_size=s["batch_size"], num_workers=0,
+                      crop_size=s["size"], num_frames=s["num_frames"], frame_stride=s["frame_stride"])
+
+
+def base_config(s: dict[str, Any], out: Path, seed: int) -> TrainConfig:
+    return TrainConfig(
+        model=s["model"], epochs=s["base_epochs"], output_dir=out / "runs" / "base", data=data_config(s, out / "data"),
+        optim=OptimConfig(lr=s["base_lr"], warmup_epochs=s["base_warmup_epochs"]),
+        seed=seed, threads=1, eval_every=s["base_epochs"], keep_checkpoints=1,
+    )
+
+
+def variant_config(s: dict[str, Any], out: Path, seed: int, variant: tuple, base_checkpoint: Path) -> TrainConfig:
+    name, search_space, temporal, channel, lambda_e = variant
+    spec = DynamicSpec(search_space=search_space, temporal=temporal, channel=channel,
+                       gate_bias_full=s["gate_bias_full"], gate_bias_reduced=s["gate_bias_reduced"],
+                       cheap_zero_init=s["cheap_zero_init"])
+    folder = name.replace(" ", "_").replace(",", "").replace("λ_e", "lambda")
+    return TrainConfig(
+        model=s["model"], stage="dynamic", dynamic=spec, base_checkpoint=base_checkpoint, lambda_e=lambda_e,
+        epochs=s["dyn_epochs"], output_dir=out / "runs" / folder, data=data_config(s, out / "data"),
+        optim=OptimConfig(lr=s["dyn_lr"], warmup_epochs=s["dyn_warmup_epochs"], gate_lr_mult=s["gate_lr_mult"]),
+        seed=seed, threads=1, eval_every=s["dyn_epochs"], keep_checkpoints=1,
+    )
+
+
+def run(name: str, config: dict[str, Any], meta: dict[str, Any], plots: str | None = None) -> dict[str, Any]:
+    """Fit one config (a plain dict, so it crosses process boundaries) and return its table row."""
+    cfg = TrainConfig.model_validate(config)
+    t0 = time.perf_counter()
+    result = fit(cfg)
+    seconds = time.perf_counter() - t0
+    ev = result.evaluation
+    assert ev is not None
+    correct: dict[int, list[bool]] = {}
+    for v in ev.videos:
+        correct.setdefault(v.extra.get("motion", -1), []).append(v.pred == v.label)
+    row = {
+        "variant": name, **meta,
+        "video_top1": ev.video_top1, "clip_top1": ev.clip_top1,
+        "gflops_avg": ev.gflops_avg, "gflops_min": ev.gflops_min, "gflops_max": ev.gflops_max,
+        "gflops_by_motion": {str(k): v for k, v in ev.gflops_by("motion").items()},
+        "video_top1_by_motion": {str(k): 100.0 * sum(c) / len(c) for k, c in sorted(correct.items())},
+        "num_val_videos": ev.num_videos, "fit_s": seconds, "checkpoint": str(result.checkpoint),
+    }  # fmt: skip
+    if plots is not None and ev.layer_names:
+        from vared_core.analysis.plots import plot_cost_histogram, plot_feature_ratio
+
+        plot_cost_histogram(ev, Path(plots) / "headline_cost_histogram.png")
+        plot_feature_ratio(ev, Path(plots) / "headline_feature_ratio.png")
+    return row
+
+
+def _static_fast(row: dict[str, Any]) -> tuple[float, float]:
+    levels = sorted(row["gflops_by_motion"], key=int)
+    return row["gflops_by_motion"][levels[0]], row["gflops_by_motion"][levels[-1]]
+
+
+def table(base: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """The README table: one line per model, the base first."""
+    lines = [
+        "| variant | S | dims | λ_e | video-1 | Δ vs base | GFLOPs avg | reduction | static-clip GFLOPs | fast-clip GFLOPs |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in [base, *rows]:
+        static, fast = _static_fast(r)
+        delta = r["video_top1"] - base["video_top1"]
+        cut = 100.0 * (1 - r["gflops_avg"] / base["gflops_avg"])
+        lam = "—" if r["lambda_e"] is None else f"{r['lambda_e']:g}"
+        lines.append(
+            f"| {r['variant']} | {r['S']} | {r['dims']} | {lam} | {r['video_top1']:.1f} | {delta:+.1f} | "
+            f"{r['gflops_avg']:.4f} | {cut:+.1f}% | {static:.4f} | {fast:.4f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(base: dict[str, Any], rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    """video-1 vs GFLOPs (base marked) and mean GFLOPs per motion level, per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.scatter([base["gflops_avg"]], [base["video_top1"]], marker="*", s=180, color="black", label="base", zorder=3)
+    for r in rows:
+        ax.scatter([r["gflops_avg"]], [r["video_top1"]], s=50, label=r["variant"], zorder=3)
+    ax.axhline(base["video_top1"] - 1, color="grey", linestyle=":", linewidth=1, label="base − 1 pt")
+    ax.axvline(0.75 * base["gflops_avg"], color="grey", linestyle="--", linewidth=1, label="base − 25% GFLOPs")
+    ax.set_xlabel("GFLOPs per clip (avg)")
+    ax.set_ylabel("video-1 (%)")
+    ax.set_title("accuracy vs cost (hard-mode inference)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(out / "accuracy_vs_gflops.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    models = [base, *rows]
+    levels = sorted({k for r in models for k in r["gflops_by_motion"]}, key=int)
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.1 * len(models) + 2), 4))
+    width = 0.8 / len(levels)
+    for i, level in enumerate(levels):
+        xs = [m + (i - (len(levels) - 1) / 2) * width for m in range(len(models))]
+        name = "static" if i == 0 else ("fastest" if i == len(levels) - 1 else "")
+        ax.bar(xs, [r["gflops_by_motion"].get(level, math.nan) for r in models], width,
+               label=f"motion {level}" + (f" ({name})" if name else ""))
+    ax.set_xticks(range(len(models)), [r["variant"] for r in models], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("mean GFLOPs per clip")
+    ax.set_title("cost by motion level")
+    lo = min(v for r in models for v in r["gflops_by_motion"].values())
+    ax.set_ylim(0.9 * lo, None)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(out / "gflops_by_motion.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+    return paths
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--jobs", type=int, default=1, help="fine-tunes run at a time (one torch thread each)")
+    ap.add_argument("--quick", action="store_true", help="small smoke version: checks the script, not the method")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/out/fidelity"))
+    ap.add_argument("--seed", type=int, default=0, help="seed of initialisation, sampling and shuffling")
+    args = ap.parse_args()
+    s = {**SETTINGS, **(QUICK if args.quick else {})}
+    out = args.out / ("quick" if args.quick else "full")
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+
+    base = run("base", base_config(s, out, args.seed).to_dict(), {"S": 1, "dims": "—", "lambda_e": None})
+    print(json.dumps(base), flush=True)
+    ckpt = Path(base["checkpoint"])
+    jobs = []
+    for i, v in enumerate(VARIANTS):
+        name, search_space, temporal, channel, lambda_e = v
+        dims = "both" if temporal and channel else ("temporal" if temporal else "channel")
+        meta = {"S": search_space, "dims": dims, "lambda_e": lambda_e}
+        jobs.append((name, variant_config(s, out, args.seed, v, ckpt).to_dict(), meta, str(out) if i == 0 else None))
+    if args.jobs > 1:
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(run, *job) for job in jobs]
+            rows = []
+            for f in futures:
+                rows.append(f.result())
+                print(json.dumps(rows[-1]), flush=True)
+    else:
+        rows = []
+        for job in jobs:
+            rows.append(run(*job))
+            print(json.dumps(rows[-1]), flush=True)
+
+    head = rows[0]
+    static, fast = _static_fast(head)
+    cut = 100.0 * (1 - head["gflops_avg"] / base["gflops_avg"])
+    drop = base["video_top1"] - head["video_top1"]
+    targets = {
+        "gflops_down_25pct": cut >= 25.0,
+        "video_top1_within_1pt": drop <= 1.0,
+        "static_cheaper_than_fast": static < fast,
+    }
+    print()
+    print(table(base, rows))
+    print()
+    plots = plot(base, rows, out)
+    print("plots:", ", ".join(str(p) for p in plots + [out / "headline_cost_histogram.png", out / "headline_feature_ratio.png"]))
+    print(json.dumps({
+        "base_video_top1": base["video_top1"], "dynamic_video_top1": head["video_top1"],
+        "base_gflops_avg": base["gflops_avg"], "dynamic_gflops_avg": head["gflops_avg"],
+        "gflops_static_clips": static, "gflops_fast_clips": fast,
+        "gflops_reduction_pct": cut, "video_top1_drop": drop, "targets_met": targets,
+        "variants": [base, *rows], "settings": {**s, "seed": args.seed, "quick": args.quick, "jobs": args.jobs},
+        "num_val_videos": base["num_val_videos"], "total_s": time.perf_counter() - t0,
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
