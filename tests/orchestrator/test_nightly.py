@@ -13,6 +13,7 @@ from orchestrator.cli import main
 from orchestrator.nightly import compare, read_baseline_file
 from orchestrator.schema import Tolerance, load_study, validate_study
 
+REPO = Path(__file__).resolve().parents[2]
 TOLERANCES = {"video_top1": {"drop": 20.0}, "gflops_avg": {"rise_pct": 2}, "clips_per_s": {"drop_pct": 95}}
 
 
@@ -76,8 +77,24 @@ def _report(capsys) -> str:
 
 
 @pytest.mark.slow
-def test_nightlies_pass_against_themselves_and_fail_on_worse_numbers(tmp_path: Path, write_study, local_ray,
-                                                                     capsys) -> None:  # fmt: skip
+def test_the_shipped_nightly_passes_against_itself(tmp_path: Path, local_ray, capsys) -> None:
+    """studies/nightly.yaml (the smoke study's pipeline on fixed configurations), in a scratch folder."""
+    sets = ["--set", f"storage={tmp_path / 'runs'}", "--set", f"data.synthetic.root={tmp_path / 'synth'}"]
+    args = [str(REPO / "studies" / "nightly.yaml"), "--verbose", "0", *sets]
+    # 1. no baseline yet: recorded in MLflow, and the run passes
+    assert main(["nightly", *args]) == 0
+    assert "no baseline yet" in _report(capsys)
+    # 2. the same code and seed against it (the last passing nightly): every check passes
+    assert main(["nightly", *args]) == 0
+    out = _report(capsys)
+    assert "PASS" in out and "REGRESSED" not in out and "(last passing nightly)" in out
+    latest = sorted((tmp_path / "runs" / "nightly").glob("*/report/report.json"))[-1]
+    checks = json.loads(latest.read_text())["checks"]
+    assert len(checks) == 6 and all(c["status"] == "ok" for c in checks)  # 2 configurations × 3 metrics
+
+
+@pytest.mark.slow
+def test_nightlies_fail_on_worse_numbers(tmp_path: Path, write_study, local_ray, capsys) -> None:
     path = write_study(tmp_path, "night", grid={"dims": ["both"]}, nightly={"tolerances": TOLERANCES})
     study = load_study(path)
     client = MlflowClient(study.tracking_uri())
@@ -91,12 +108,7 @@ def test_nightlies_pass_against_themselves_and_fail_on_worse_numbers(tmp_path: P
     recorded = json.loads(baseline_file.read_text())["configs"]
     assert [c["params"] for c in recorded] == [{"dims": "both"}] and "video_top1" in recorded[0]["metrics"]
 
-    # 2. the same code and seed against that baseline: every check passes
-    assert main(["nightly", *args, "--baseline", str(baseline_file)]) == 0
-    out = _report(capsys)
-    assert "PASS" in out and "REGRESSED" not in out
-
-    # 3. a baseline with better accuracy: exit 1, the report names video_top1
+    # 2. a baseline with better accuracy: exit 1, the report names video_top1
     better = json.loads(baseline_file.read_text())
     better["configs"][0]["metrics"]["video_top1"] += 50.0
     better_file = tmp_path / "better.json"
@@ -111,14 +123,13 @@ def test_nightlies_pass_against_themselves_and_fail_on_worse_numbers(tmp_path: P
     md = Path(client.download_artifacts(failed[0].info.run_id, "nightly/report.md", str(tmp_path)))
     assert "| dims=both | video_top1 |" in md.read_text() and "REGRESSED" in md.read_text()
 
-    # 4. a change that doubles the width: GFLOPs rise beyond 2 % against the last passing nightly (run 2)
+    # 3. a change that doubles the width: GFLOPs rise beyond 2 % against the last passing nightly (run 1)
     assert main(["nightly", *args, "--set", "base.width=2.0"]) == 1
     out = _report(capsys)
     assert "gflops_avg (dims=both)" in out
-    passing = client.search_runs([failed[0].info.experiment_id], "tags.nightly = 'pass'",
-                                 order_by=["attributes.start_time DESC"])  # fmt: skip
-    assert f"MLflow run {passing[0].info.run_id} (last passing nightly)" in out
+    passing = client.search_runs([failed[0].info.experiment_id], "tags.nightly = 'pass'")
+    assert len(passing) == 1 and f"MLflow run {passing[0].info.run_id} (last passing nightly)" in out
 
-    # 5. a study that cannot run (its base model diverges): exit 3, reported, not a crash
+    # 4. a study that cannot run (its base model diverges): exit 3, reported, not a crash
     assert main(["nightly", *args, "--set", "base.optim.lr=1.0e30"]) == 3
     assert "could not run" in _report(capsys)
