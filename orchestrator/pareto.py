@@ -492,7 +492,7 @@ def plot_front_png(fronts: Mapping[str, Front], path: str | Path) -> Path:
         xs, ys = _xy([p for p in front.points if not p.on_front], x_name, y_name)
         ax.scatter(xs, ys, s=14, color=color, alpha=0.25, linewidths=0)
         fx, fy = _xy(_front_by_x(front, x_name), x_name, y_name)
-        label = study if front.hypervolume is None else f"{study} (HV {front.hypervolume:.4g})"
+        label = _label(study, front)
         if n_obj == 2:
             # the dominated region lies towards larger x for a "min" x axis, smaller x for "max"
             ax.step(fx, fy, where="post" if x_sense == "min" else "pre", color=color, marker="o", label=label)
@@ -500,9 +500,7 @@ def plot_front_png(fronts: Mapping[str, Front], path: str | Path) -> Path:
             ax.plot(fx, fy, linestyle="none", color=color, marker="o", label=label)
     ax.set_xlabel(f"{x_name} ({x_sense})")
     ax.set_ylabel(f"{y_name} ({y_sense})")
-    title = "Pareto front" if len(fronts) == 1 else "Pareto fronts"
-    if n_obj > 2:
-        title += f" (first 2 of {n_obj} objectives plotted; front computed on all {n_obj})"
+    title = _title(fronts, n_obj)
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
@@ -540,7 +538,7 @@ def plot_front_html(fronts: Mapping[str, Front], path: str | Path) -> Path:
         color = palette[i % len(palette)]
         off = [p for p in front.points if not p.on_front and _has_xy(p, x_name, y_name)]
         on = _front_by_x(front, x_name)
-        label = study if front.hypervolume is None else f"{study} (HV {front.hypervolume:.4g})"
+        label = _label(study, front)
         xs, ys = _xy(off, x_name, y_name)
         fig.add_trace(go.Scatter(
             x=xs, y=ys, mode="markers", name=f"{study}: other trials", legendgroup=study,
@@ -554,9 +552,7 @@ def plot_front_html(fronts: Mapping[str, Front], path: str | Path) -> Path:
             marker={"color": color, "size": 9, "line": {"width": 1, "color": "black"}},
             hovertext=[_hover(p, front, study) for p in on], hoverinfo="text",
         ))
-    title = "Pareto front" if len(fronts) == 1 else "Pareto fronts"
-    if n_obj > 2:
-        title += f" (first 2 of {n_obj} objectives plotted; front computed on all {n_obj})"
+    title = _title(fronts, n_obj)
     fig.update_layout(
         title=title, xaxis_title=f"{x_name} ({x_sense})", yaxis_title=f"{y_name} ({y_sense})",
         template="plotly_white", hovermode="closest",
@@ -588,6 +584,17 @@ def _axes(fronts: Mapping[str, Front]) -> tuple[tuple[str, str], tuple[Sense, Se
                 f"plots {list(zip(*axes))}; overlaid fronts need the same first two objectives and senses"
             )
     return axes[0], axes[1], max(len(f.objectives) for f in fronts.values())  # type: ignore[return-value]
+
+
+def _label(study: str, front: Front) -> str:
+    return study if front.hypervolume is None else f"{study} (HV {front.hypervolume:.4g})"
+
+
+def _title(fronts: Mapping[str, Front], n_obj: int) -> str:
+    title = "Pareto front" if len(fronts) == 1 else "Pareto fronts"
+    if n_obj > 2:
+        title += f" (first 2 of {n_obj} objectives plotted; front computed on all {n_obj})"
+    return title
 
 
 def _has_xy(p: FrontPoint, x: str, y: str) -> bool:

@@ -332,6 +332,18 @@ def _set(tree: dict[str, Any], key: str, value: Any) -> None:
     node[leaf] = copy.deepcopy(value)
 
 
+def _apply(recipe: dict[str, Any], data: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """Set one dotted run key: ``data`` / ``data.*`` into the data section, anything else into ``recipe``.
+    Returns the data section (a ``data`` key replaces it whole)."""
+    if key == "data":
+        return copy.deepcopy(value)
+    if key.startswith("data."):
+        _set(data, key[len("data."):], value)
+    else:
+        _set(recipe, key, value)
+    return data
+
+
 def _is_base_key(key: str) -> bool:
     return key in _BASE_KEYS or key == "data" or key.startswith("data.")
 
@@ -425,12 +437,7 @@ class Study(_Strict):
             if not _is_base_key(key):
                 raise ValueError(f"base override {key!r} does not change the base model (base keys: "
                                  f"{', '.join(_BASE_KEYS)}, data.*)")  # fmt: skip
-            if key == "data":
-                data = copy.deepcopy(value)
-            elif key.startswith("data."):
-                _set(data, key[len("data."):], value)
-            else:
-                _set(recipe, key, value)
+            data = _apply(recipe, data, key, value)
         recipe.update(stage="base", data=_resolve_data(data, self._folder()), output_dir=Path(output_dir))
         return TrainConfig.model_validate(recipe)
 
@@ -457,12 +464,8 @@ class Study(_Strict):
                 temporal, channel = DIMS[value]
                 _set(recipe, "dynamic.temporal", temporal)
                 _set(recipe, "dynamic.channel", channel)
-            elif key == "data":
-                data = copy.deepcopy(value)
-            elif key.startswith("data."):
-                _set(data, key[len("data."):], value)
             else:
-                _set(recipe, key, value)
+                data = _apply(recipe, data, key, value)
         recipe.update(stage="dynamic", data=_resolve_data(data, self._folder()), output_dir=Path(output_dir),
                       base_checkpoint=base_checkpoint)  # fmt: skip
         return TrainConfig.model_validate(recipe)
