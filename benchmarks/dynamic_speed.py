@@ -5,7 +5,7 @@ A network of R(2+1)D-18-like (2+1)D blocks, one per stage (spatial 1×3×3 conv 
 convs made dynamic (S = 2, both dimensions). For each pinned policy the hard-mode forward is timed
 against the fastest static layout of the same network (NCDHW or channels_last_3d).
 
-    python benchmarks/dynamic_speed.py [--batch 8] [--frames 8] [--size 56] [--repeats 7] [--threads 2]
+    python benchmarks/dynamic_speed.py [--batch 8] [--frames 8] [--size 56] [--repeats 7] [--threads 2] [--no-fuse]
     python benchmarks/dynamic_speed.py --model r2plus1d_18 --batch 4 [--frames 8] [--crop 112]   # a full backbone
     python benchmarks/dynamic_speed.py --model x3d_m --batch 4                                  # 16×256² test view
 
@@ -24,7 +24,8 @@ import time
 import torch
 from torch import nn
 
-from vared_core import DynamicSpec, clip_gflops, dynamize, force_policy
+from vared_core import DynamicSpec, clip_gflops, dynamize, force_policy, fuse_batchnorm
+from vared_core.runtime import retain_freed_memory
 
 # (C_in, C_mid, C_out, temporal stride, spatial stride) of R(2+1)D-18's first block per stage
 STAGES = [(64, 144, 64, 1, 1), (64, 230, 128, 2, 2), (128, 460, 256, 2, 2), (256, 921, 512, 2, 2)]
@@ -75,16 +76,17 @@ def policies(batch: int) -> dict[str, tuple]:
     }
 
 
-def bench(stages, batch: int, frames: int, size: int, repeats: int) -> dict[str, dict]:
+def bench(stages, batch: int, frames: int, size: int, repeats: int, fuse: bool = True) -> dict[str, dict]:
     """The R(2+1)D-like stage network (its spatial convs dynamic) on (batch, C, frames, size, size) features."""
     torch.manual_seed(0)
     static = r2plus1d_like(stages).eval()
     x = torch.randn(batch, stages[0][0], frames, size, size)
     spatial = [str(i) for i in range(0, 6 * len(stages), 6)]
-    return bench_network(static, x, spatial, repeats)
+    return bench_network(static, x, spatial, repeats, fuse)
 
 
-def bench_backbone(name: str, batch: int, frames: int | None, crop: int | None, repeats: int) -> dict[str, dict]:
+def bench_backbone(name: str, batch: int, frames: int | None, crop: int | None, repeats: int,
+                   fuse: bool = True) -> dict[str, dict]:
     """A registered backbone at full size, dynamized on its default layers (`ModelCfg.dynamic_include`)."""
     from vared_core.models import build_model, get_model_cfg
 
@@ -93,17 +95,21 @@ def bench_backbone(name: str, batch: int, frames: int | None, crop: int | None, 
     torch.manual_seed(0)
     static = build_model(name, num_classes=400, num_frames=frames, crop_size=crop).eval()
     x = torch.randn(batch, 3, frames, crop, crop)
-    return {"model": name, "clip": f"{frames}x{crop}^2", **bench_network(static, x, cfg.dynamic_include, repeats)}
+    return {"model": name, "clip": f"{frames}x{crop}^2", **bench_network(static, x, cfg.dynamic_include, repeats, fuse)}
 
 
-def bench_network(static: nn.Module, x: torch.Tensor, include, repeats: int) -> dict[str, dict]:
-    """Time ``static`` (in its faster layout) against its dynamized twin under every pinned policy."""
+def bench_network(static: nn.Module, x: torch.Tensor, include, repeats: int, fuse: bool = True) -> dict[str, dict]:
+    """Time ``static`` (in its faster layout) against its dynamized twin under every pinned policy.
+
+    With ``fuse`` both run in inference form, every BatchNorm after a conv folded into it (`fuse_batchnorm`)."""
     batch = x.shape[0]
+    clip = tuple(x.shape[1:])
+    dyn = dynamize(copy.deepcopy(static), DynamicSpec(search_space=2), clip_shape=clip, include=include).eval()
+    if fuse:
+        static, dyn = fuse_batchnorm(static, clip), fuse_batchnorm(dyn, clip)
     layouts = {"ncdhw": torch.contiguous_format, "channels_last_3d": torch.channels_last_3d}
     statics = {name: (copy.deepcopy(static).to(memory_format=fmt), x.contiguous(memory_format=fmt))
                for name, fmt in layouts.items()}
-    dyn = dynamize(copy.deepcopy(static), DynamicSpec(search_space=2), clip_shape=tuple(x.shape[1:]), include=include)
-    dyn.eval()
     pols = policies(batch)
     # the dynamic net runs in the layout its static twin is fastest in; both layouts are timed in the same rounds
     fns = {f"static/{name}": (lambda n=n, xx=xx: n(xx)) for name, (n, xx) in statics.items()}
@@ -134,7 +140,7 @@ def bench_network(static: nn.Module, x: torch.Tensor, include, repeats: int) -> 
             "time_ms": round(elapsed * 1e3, 2),
             "gflops_per_clip": round(gflops, 4),
         }
-    return {"layout": layout, "static_time_ms": round(base_time * 1e3, 2), "policies": results}
+    return {"layout": layout, "batchnorm_fused": fuse, "static_time_ms": round(base_time * 1e3, 2), "policies": results}
 
 
 def main() -> None:
@@ -148,20 +154,26 @@ def main() -> None:
     parser.add_argument("--model", help="a registered backbone at full size (r2plus1d_18, x3d_m, ...) instead of "
                                         "the stage network; --frames / --crop default to its test view")
     parser.add_argument("--crop", type=int, help="with --model: clip side (default: the backbone's test crop)")
+    parser.add_argument("--no-fuse", dest="fuse", action="store_false",
+                        help="time the training form (BatchNorm as its own pass) instead of the inference form")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="leave glibc's default (unmap freed activations) instead of retain_freed_memory()")
     args = parser.parse_args()
     args.frames_given = args.frames is not None
     args.frames = args.frames or 8
     torch.set_num_threads(args.threads)
+    if not args.system_malloc:
+        retain_freed_memory()
     if args.model:
-        r = bench_backbone(args.model, args.batch, args.frames if args.frames_given else None, args.crop, args.repeats)
+        r = bench_backbone(args.model, args.batch, args.frames if args.frames_given else None, args.crop, args.repeats, args.fuse)
         print(json.dumps({"batch": args.batch, "threads": args.threads, **r}))
         print(json.dumps({name: {k: v[k] for k in ("measured_speedup", "ideal_speedup", "fraction_of_ideal")}
                           for name, v in r["policies"].items()}))
         return
-    common = dict(batch=args.batch, frames=args.frames, repeats=args.repeats)
+    common = dict(batch=args.batch, frames=args.frames, repeats=args.repeats, fuse=args.fuse)
     for i, stage in enumerate(STAGES):  # each stage alone, at the feature size it sees inside the network
         r = bench([stage], batch=args.batch, frames=max(1, args.frames // 2 ** max(0, i - 1)) if i else args.frames,
-                  size=args.size // 2 ** max(0, i - 1) if i else args.size, repeats=args.repeats)
+                  size=args.size // 2 ** max(0, i - 1) if i else args.size, repeats=args.repeats, fuse=args.fuse)
         print(json.dumps({"stage": i + 1, **r}))
     whole = bench(STAGES, size=args.size, **common)
     print(json.dumps({"network": "all stages", "batch": args.batch, "frames": args.frames,

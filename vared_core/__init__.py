@@ -25,6 +25,7 @@ from .dynamic import (
     dynamize,
     efficiency_loss,
     force_policy,
+    fuse_batchnorm,
     static_gflops,
     track_costs,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "evaluate",
     "fit",
     "force_policy",
+    "fuse_batchnorm",
     "get_model_cfg",
     "list_models",
     "load_config",

@@ -2,6 +2,7 @@
 from .cheap_ops import ChannelCheapOp, TemporalCheapOp
 from .conv import DynamicConv, LayerRecord
 from .convert import dynamize
+from .fuse import fuse_batchnorm
 from .cost import clip_gflops, static_gflops, track_costs
 from .gate import SoftModulationGate
 from .loss import efficiency_loss
@@ -21,6 +22,7 @@ __all__ = [
     "dynamize",
     "efficiency_loss",
     "force_policy",
+    "fuse_batchnorm",
     "static_gflops",
     "track_costs",
 ]

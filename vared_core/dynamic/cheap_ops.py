@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .affine import batchnorm_affine
+
 __all__ = ["ChannelCheapOp", "TemporalCheapOp"]
 
 
@@ -58,13 +60,22 @@ class ChannelCheapOp(nn.Module):
         """Multiply-accumulates to rebuild one frame of ``height``×``width``."""
         return self.out_channels * self.kernel_size**2 * height * width
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x``: (N, k, H, W), frames folded into N. Returns (N, C - k, H, W)."""
+    def conv(self, x: torch.Tensor) -> torch.Tensor:
+        """The depthwise conv alone (before BN): (N, k, H, W) → (N, C - k, H, W)."""
         if self.gather is not None:
             x = x.index_select(1, self.gather)
         k = self.kernel_size
         weight = self.weight.reshape(self.out_channels, 1, k, k)
-        return self.bn(F.conv2d(x, weight, None, 1, k // 2, 1, self.groups))
+        return F.conv2d(x, weight, None, 1, k // 2, 1, self.groups)
+
+    def bn_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """BN with its running statistics as ``(scale, shift)`` per rebuilt map: ``bn(y) = y·scale + shift``
+        in eval, so hard mode can apply it while writing the rebuilt maps instead of in a pass of its own."""
+        return batchnorm_affine(self.bn)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: (N, k, H, W), frames folded into N. Returns (N, C - k, H, W)."""
+        return self.bn(self.conv(x))
 
 
 class TemporalCheapOp(nn.Module):

@@ -68,6 +68,74 @@ def _first_true(mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask.any(dim=1), first, torch.full_like(first, -1))
 
 
+def _mul(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+    """Product of two optional broadcastable factors (None = 1)."""
+    return b if a is None else a if b is None else a * b
+
+
+def _add(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+    """Sum of two optional terms (None = 0)."""
+    return b if a is None else a if b is None else a + b
+
+
+def _rows(t: torch.Tensor | None, r: int) -> torch.Tensor | None:
+    """Row ``r`` of a per-clip factor (leading size > 1), or the shared factor itself."""
+    return t if t is None or t.shape[0] == 1 else t[r : r + 1]
+
+
+def _take(x: torch.Tensor, rows: list[int]) -> torch.Tensor:
+    """``x[rows]`` along dim 0, keeping the memory format (``index_select`` returns NCDHW, which sends the
+    next conv down its slow path); a view when the rows are consecutive."""
+    runs: list[list[int]] = []
+    for r in rows:
+        if runs and r == runs[-1][1]:
+            runs[-1][1] = r + 1
+        else:
+            runs.append([r, r + 1])
+    if len(runs) == 1:
+        return x[runs[0][0] : runs[0][1]]
+    return torch.cat([x[a:b] for a, b in runs])
+
+
+def _channels(t: torch.Tensor | None, sl: slice) -> torch.Tensor | None:
+    """Channels ``sl`` of a per-channel factor (size > 1 along dim 1), or a channel-shared one itself."""
+    return t if t is None or t.shape[1] == 1 else t[:, sl]
+
+
+def _affine_into(src: torch.Tensor, scale: torch.Tensor | None, shift: torch.Tensor | None, dst: torch.Tensor) -> None:
+    """``dst = src·scale + shift`` in one pass (None factors are left out)."""
+    if shift is not None:
+        if scale is None:
+            torch.add(src, shift, out=dst)
+        else:
+            torch.addcmul(shift, src, scale, out=dst)
+    elif scale is not None:
+        torch.mul(src, scale, out=dst)
+    else:
+        dst.copy_(src)
+
+
+def _emit(src: torch.Tensor, scale: torch.Tensor | None, shift: torch.Tensor | None, dst: torch.Tensor,
+          rows: list[int] | None) -> None:
+    """Write ``src·scale + shift`` (``src`` holds a group's clips) into ``dst`` — the group's own output
+    (``rows`` None) or the batch output, clip ``i`` of the group going to clip ``rows[i]``."""
+    if rows is None:
+        _affine_into(src, scale, shift, dst)
+        return
+    for i, r in enumerate(rows):
+        _affine_into(src[i : i + 1], _rows(scale, i), _rows(shift, i), dst[r : r + 1])
+
+
+def _emit_frames(src: torch.Tensor, weight: torch.Tensor, shift: torch.Tensor, dst: torch.Tensor,
+                 rows: list[int] | None) -> None:
+    """``dst = src·weight + shift`` where ``src`` and ``dst`` are both slices of the output (rows: its clips)."""
+    if rows is None:
+        torch.addcmul(shift, src, weight, out=dst)
+        return
+    for i, r in enumerate(rows):
+        torch.addcmul(_rows(shift, i), src[r : r + 1], weight, out=dst[r : r + 1])
+
+
 class DynamicConv(nn.Module):
     """A Conv3d (or a Conv2d in a net that folds time into the batch) made input-dependent.
 
@@ -138,6 +206,11 @@ class DynamicConv(nn.Module):
         self.temporal_ops = nn.ModuleList(
             TemporalCheapOp(r, self.out_channels) for r in self.temporal_factors[1:]
         ).to(device=self.weight.device)
+        # y ← y·post_scale + post_shift per output channel after the layer: a following eval BatchNorm
+        # absorbed by `absorb_affine` (see `fuse_batchnorm`); None for a plain layer
+        self.register_buffer("post_scale", None)
+        self.register_buffer("post_shift", None)
+        self._fused_cache: tuple | None = None
         self.mode: Mode = "auto"
         self.forced_temporal: torch.Tensor | int | None = None
         self.forced_channel: torch.Tensor | int | None = None
@@ -152,6 +225,50 @@ class DynamicConv(nn.Module):
                 raise ValueError(f"{where} uses padding='same' with an even kernel; give explicit padding")
             return tuple(d * (k - 1) // 2 for k, d in zip(conv.kernel_size, conv.dilation))
         return tuple(conv.padding)
+
+    # ---------------------------------------------------------------- an absorbed affine (folded BatchNorm)
+    def absorb_affine(self, scale: torch.Tensor, shift: torch.Tensor) -> None:
+        """Make the layer output ``y·scale + shift`` (per output channel) instead of ``y``.
+
+        This is how an eval-mode BatchNorm that follows the layer is folded into it (`fuse_batchnorm`):
+        every part of the output — computed channels and frames, rebuilt channels, rebuilt frames, the zeros
+        of a skipped clip — gets the affine while it is written, so it costs no pass of its own. Repeated
+        calls compose.
+        """
+        scale = scale.detach().to(self.weight.dtype).reshape(-1)
+        shift = shift.detach().to(self.weight.dtype).reshape(-1)
+        if scale.numel() != self.out_channels or shift.numel() != self.out_channels:
+            raise ValueError(f"module '{self.name}': an absorbed affine needs {self.out_channels} channels, "
+                             f"got {scale.numel()} scales and {shift.numel()} shifts")
+        if self.post_scale is None:
+            self.post_scale, self.post_shift = scale.clone(), shift.clone()
+        else:
+            self.post_scale, self.post_shift = self.post_scale * scale, self.post_shift * scale + shift
+        self._fused_cache = None
+
+    def _post5(self, channels: slice = slice(None)) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The absorbed (scale, shift) of ``channels``, shaped (1, c, 1, 1, 1); (None, None) without one."""
+        if self.post_scale is None:
+            return None, None
+        return self.post_scale[channels].view(1, -1, 1, 1, 1), self.post_shift[channels].view(1, -1, 1, 1, 1)
+
+    def _apply_post(self, y5: torch.Tensor) -> torch.Tensor:
+        a5, b5 = self._post5()
+        return y5 if a5 is None else torch.addcmul(b5, y5, a5)
+
+    def _fused_weight(self, with_shift: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Weight and bias of the conv with the absorbed affine folded in (cached until a tensor changes):
+        ``conv(x; W·a, bias·a [+ shift])`` equals ``a·conv(x) [+ shift]``."""
+        key = tuple((t.data_ptr(), t._version) for t in (self.weight, self.bias, self.post_scale, self.post_shift)
+                    if t is not None)
+        if self._fused_cache is None or self._fused_cache[0] != key:
+            a = self.post_scale
+            weight = torch.empty_like(self.weight, requires_grad=False)  # same strides: the conv keeps its layout
+            torch.mul(self.weight.detach(), a.view(-1, *([1] * (self.weight.dim() - 1))), out=weight)
+            bias = (self.bias * a).detach() if self.bias is not None else torch.zeros_like(a)
+            self._fused_cache = (key, weight, bias, bias + self.post_shift)
+        _, weight, bias, bias_shift = self._fused_cache
+        return weight, bias_shift if with_shift else bias
 
     # ---------------------------------------------------------------- shapes and costs
     def extra_repr(self) -> str:
@@ -224,13 +341,17 @@ class DynamicConv(nn.Module):
         return y4.unflatten(0, (b, -1)).transpose(1, 2)
 
     # ---------------------------------------------------------------- computation
-    def _reduced_conv(self, x: torch.Tensor, channels: int, factor: int) -> torch.Tensor:
+    def _reduced_conv(
+        self, x: torch.Tensor, channels: int, factor: int, params: tuple[torch.Tensor, torch.Tensor | None] | None = None
+    ) -> torch.Tensor:
         """The conv computing only ``channels`` outputs at every ``factor``-th output frame.
 
         ``x`` is the native input of the clips concerned; returns logical (b, channels, T_o/R, H_o, W_o).
+        ``params`` replaces (weight, bias) (the fused ones of `_fused_weight`).
         """
-        weight = self.weight[:channels]
-        bias = self.bias[:channels] if self.bias is not None else None
+        weight, bias = params if params is not None else (self.weight, self.bias)
+        weight = weight[:channels]
+        bias = bias[:channels] if bias is not None else None
         groups = self.groups
         if groups > 1:
             groups = channels // (self.out_channels // self.groups)
@@ -282,41 +403,69 @@ class DynamicConv(nn.Module):
             y = term if y is None else y + term
         return y
 
-    def _hard_group(self, x: torch.Tensor, vc: torch.Tensor, vt: torch.Tensor, alts_c: list[int], alts_t: list[int]) -> torch.Tensor:
-        """Hard-mode output (logical 5D) of clips that all use the alternatives ``alts_c`` / ``alts_t``."""
+    def _hard_group(
+        self, x: torch.Tensor, vc: torch.Tensor, vt: torch.Tensor, alts_c: list[int], alts_t: list[int],
+        out: torch.Tensor | None = None, rows: list[int] | None = None,
+    ) -> torch.Tensor:
+        """Hard-mode output (logical 5D) of clips that all use the alternatives ``alts_c`` / ``alts_t``.
+
+        With ``out`` (the logical output of the whole batch) and ``rows`` (the batch indices of these clips),
+        the parts are written straight into those clips' slices of ``out``, which is returned.
+        """
         ic, it = alts_c[0], alts_t[0]
         k, factor = self.channel_counts[ic], self.temporal_factors[it]
-        y5 = self._reduced_conv(x, k, factor)
-        if len(alts_c) > 1 or len(alts_t) > 1 or (torch.is_grad_enabled() and y5.requires_grad):
-            return self._assemble(y5, vc, vt, alts_c, alts_t, factor)
-        # One alternative per dimension: write the computed and rebuilt parts straight into one output
-        # buffer, with the gate weights folded into a single per-clip scale (skipped when it is exactly 1).
-        b = y5.shape[0]
-        scale = vc[:, ic] * vt[:, it]
-        scale5 = None if bool((scale == 1).all()) else scale.view(b, 1, 1, 1, 1)
+        b = vc.shape[0]
+        grad = torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
+        if len(alts_c) > 1 or len(alts_t) > 1 or grad:
+            y5 = self._apply_post(self._assemble(self._reduced_conv(x, k, factor), vc, vt, alts_c, alts_t, factor))
+            if out is None:
+                return y5
+            _emit(y5, None, None, out, rows)
+            return out
+        # One alternative per dimension: write the computed and rebuilt parts straight into the output with
+        # the gate weight v and any absorbed affine (a, s) applied on the way: part · (a·v) + s.
+        v = vc[:, ic] * vt[:, it]
+        v5 = None if bool((v == 1).all()) else v.view(b, 1, 1, 1, 1)
+        a5, s5 = self._post5()
         if k == self.out_channels and factor == 1:
-            return y5 if scale5 is None else y5.mul_(scale5)
-        out = self._new_output(y5)
+            if out is None and a5 is not None:  # the affine rides in the conv's weights
+                y5 = self._reduced_conv(x, k, 1, self._fused_weight(with_shift=v5 is None))
+                return y5 if v5 is None else torch.addcmul(s5, y5, v5, out=y5)
+            y5 = self._reduced_conv(x, k, 1)
+            if out is None:
+                return y5 if v5 is None else y5.mul_(v5)
+            _emit(y5, _mul(a5, v5), s5, out, rows)
+            return out
+        y5 = self._reduced_conv(x, k, factor)
+        if out is None:
+            out = self._new_output(y5)
         computed = out[:, :, ::factor]
-        self._write(y5, scale5, computed[:, :k])
+        scale = _mul(a5, v5)
+        _emit(y5, _channels(scale, slice(k)), _channels(s5, slice(k)), computed[:, :k], rows)
         if k < self.out_channels:
-            self._write(self._unfold(self.channel_ops[ic - 1](self._fold(y5)), b), scale5, computed[:, k:])
+            op = self.channel_ops[ic - 1]
+            rebuilt = self._unfold(op.conv(self._fold(y5)), b)
+            if op.bn.training:  # batch statistics: BN has to see the maps
+                rebuilt, bn_scale, bn_shift = self._unfold(op.bn(self._fold(rebuilt)), b), None, None
+            else:
+                bn_scale, bn_shift = (t.view(1, -1, 1, 1, 1) for t in op.bn_affine())
+            scale_k = _channels(scale, slice(k, None))
+            shift_r = _add(None if bn_shift is None else _mul(bn_shift, scale_k), _channels(s5, slice(k, None)))
+            scale_r = _mul(bn_scale, scale_k)
+            _emit(rebuilt, scale_r, shift_r, computed[:, k:], rows)
         if factor > 1:
             weights, shifts = self.temporal_ops[it - 1].tables()
             for j in range(1, factor):
                 n = len(range(j, self.out_frames, factor))
                 if n == 0:
                     continue
-                shift = shifts[j].view(1, -1, 1, 1, 1) * (1 if scale5 is None else scale5)
-                torch.addcmul(shift, computed[:, :, :n], weights[j].view(1, -1, 1, 1, 1), out=out[:, :, j::factor])
+                w5 = weights[j].view(1, -1, 1, 1, 1)
+                # rebuilt frame = w·(computed frame before any absorbed shift s) + shift·(a·v), then + s
+                shift = _mul(shifts[j].view(1, -1, 1, 1, 1), scale)
+                if s5 is not None:
+                    shift = shift + s5 * (1 - w5)
+                _emit_frames(computed[:, :, :n], w5, shift, out[:, :, j::factor], rows)
         return out
-
-    @staticmethod
-    def _write(src: torch.Tensor, scale5: torch.Tensor | None, dst: torch.Tensor) -> None:
-        if scale5 is None:
-            dst.copy_(src)
-        else:
-            torch.mul(src, scale5, out=dst)
 
     @staticmethod
     def _memory_format(native: torch.Tensor) -> torch.memory_format:
@@ -355,44 +504,58 @@ class DynamicConv(nn.Module):
             alts_c = [i for i in range(self.num_channel) if bool(used_c[:, i].any())]
             alts_t = [j for j in range(self.num_temporal) if bool(used_t[:, j].any())]
             if not alts_c or not alts_t:
-                return x.new_zeros(self._output_shape(b, height, width))
+                return self._skipped_output(b, height, width, x)
             y5 = self._assemble(self._reduced_conv(x, self.out_channels, 1), vc, vt, alts_c, alts_t, 1)
             skipped = ~(used_c.any(1) & used_t.any(1))
             if bool(skipped.any()):  # a clip whose gate zeroes a whole dimension skips the layer (outputs 0)
                 y5 = y5 * (~skipped).to(y5.dtype).view(b, 1, 1, 1, 1)
-            return self._to_native(y5)
+            return self._to_native(self._apply_post(y5))
 
         # hard: clips that use the same alternatives run together, at their own reduced size
         codes = (used_c.long() << torch.arange(self.num_channel, device=x.device)).sum(1)
         codes = codes + (used_t.long() << torch.arange(self.num_channel, self.num_channel + self.num_temporal, device=x.device)).sum(1)
         uniq = torch.unique(codes).tolist()
-        out = None
-        if len(uniq) > 1:
-            out = torch.empty(self._output_shape(b, height, width), device=x.device, dtype=x.dtype,
-                              memory_format=self._memory_format(x))
-        out_clips = None if out is None else (out.unflatten(0, (b, self.out_frames)) if self.folded else out)
+        if len(uniq) == 1:
+            alts_c, alts_t = self._decode(uniq[0])
+            if not alts_c or not alts_t:
+                return self._skipped_output(b, height, width, x)
+            return self._to_native(self._hard_group(x, vc, vt, alts_c, alts_t))
+        native = torch.empty(self._output_shape(b, height, width), device=x.device, dtype=x.dtype,
+                             memory_format=self._memory_format(x))
+        out = self._as_output_clips(native, b)
         x_clips = x.unflatten(0, (b, self.in_frames)) if self.folded else x
         for code in uniq:
-            alts_c = [i for i in range(self.num_channel) if code >> i & 1]
-            alts_t = [j for j in range(self.num_temporal) if code >> (self.num_channel + j) & 1]
-            idx = None if out is None else (codes == code).nonzero().squeeze(1)
+            alts_c, alts_t = self._decode(code)
+            idx = (codes == code).nonzero().squeeze(1)
+            rows = idx.tolist()
             if not alts_c or not alts_t:
-                if out is None:
-                    return x.new_zeros(self._output_shape(b, height, width))
-                out_clips.index_fill_(0, idx, 0.0)
+                _, s5 = self._post5()
+                for r in rows:
+                    out[r].fill_(0.0) if s5 is None else out[r].copy_(s5[0].expand_as(out[r]))
                 continue
-            xg = x if idx is None else x_clips.index_select(0, idx)
-            if self.folded and idx is not None:
-                xg = xg.flatten(0, 1)
-            sel = (lambda t: t) if idx is None else (lambda t: t.index_select(0, idx))
-            y5 = self._hard_group(xg, sel(vc), sel(vt), alts_c, alts_t)
-            if out is None:
-                return self._to_native(y5)
+            xg = _take(x_clips, rows)
             if self.folded:
-                out_clips.index_copy_(0, idx, y5.transpose(1, 2))
-            else:
-                out_clips.index_copy_(0, idx, y5)
-        return out
+                xg = xg.flatten(0, 1)
+            self._hard_group(xg, vc.index_select(0, idx), vt.index_select(0, idx), alts_c, alts_t, out=out, rows=rows)
+        return native
+
+    def _decode(self, code: int) -> tuple[list[int], list[int]]:
+        """Channel and temporal alternatives in use, from a bit code of `forward`."""
+        alts_c = [i for i in range(self.num_channel) if code >> i & 1]
+        alts_t = [j for j in range(self.num_temporal) if code >> (self.num_channel + j) & 1]
+        return alts_c, alts_t
+
+    def _as_output_clips(self, native: torch.Tensor, b: int) -> torch.Tensor:
+        """Logical (b, C, T_o, H, W) view of a native output."""
+        return native.unflatten(0, (b, self.out_frames)).transpose(1, 2) if self.folded else native
+
+    def _skipped_output(self, b: int, height: int, width: int, x: torch.Tensor) -> torch.Tensor:
+        """Output of clips whose gate zeroed a whole dimension: zeros (the absorbed shift, if any)."""
+        native = x.new_zeros(self._output_shape(b, height, width))
+        _, s5 = self._post5()
+        if s5 is not None:
+            self._as_output_clips(native, b).add_(s5)
+        return native
 
     def _record(self, vt, vc, used_t, used_c, v, hw_out) -> None:
         """Store this forward's per-clip decisions and costs in ``self.last``."""

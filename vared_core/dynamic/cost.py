@@ -24,11 +24,11 @@ class _CostTracker:
     def __init__(self, model: nn.Module) -> None:
         self.clips = 0
         self.static_macs = 0.0
-        self.handles = [model.register_forward_pre_hook(self._start)]
+        model.register_forward_pre_hook(self._start)
         inside_dynamic = {id(sub) for m in model.modules() if isinstance(m, DynamicConv) for sub in m.modules()}
         for m in model.modules():
             if id(m) not in inside_dynamic and isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
-                self.handles.append(m.register_forward_hook(self._count))
+                m.register_forward_hook(self._count)
 
     def _start(self, module: nn.Module, args: tuple) -> None:
         self.clips = int(args[0].shape[0])
@@ -41,17 +41,25 @@ class _CostTracker:
             per_output = (module.in_channels // module.groups) * int(torch.tensor(module.kernel_size).prod())
             self.static_macs += out.numel() * per_output
 
-    def remove(self) -> None:
-        for h in self.handles:
-            h.remove()
+
+def _remove_trackers(model: nn.Module) -> None:
+    """Drop every cost-tracker hook from ``model``'s modules. Done through the modules' own hook tables,
+    not the tracker's handles: in a deep copy those handles still point at the original model's tables."""
+    for m in model.modules():
+        for hooks in (m._forward_hooks, m._forward_pre_hooks):
+            for key in [k for k, h in hooks.items() if isinstance(getattr(h, "__self__", None), _CostTracker)]:
+                del hooks[key]
+
+
+def has_cost_tracker(model: nn.Module) -> bool:
+    """Whether `track_costs` (or `dynamize`) installed per-clip cost tracking on ``model``."""
+    return getattr(model, _TRACKER_ATTR, None) is not None
 
 
 def track_costs(model: nn.Module) -> nn.Module:
     """Install (or refresh) the per-clip cost tracker `clip_gflops` reads. `dynamize` calls it; call it
     yourself to get per-clip costs of a static model. Returns ``model``."""
-    old = getattr(model, _TRACKER_ATTR, None)
-    if old is not None:
-        old.remove()
+    _remove_trackers(model)
     object.__setattr__(model, _TRACKER_ATTR, _CostTracker(model))
     return model
 

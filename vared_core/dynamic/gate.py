@@ -70,6 +70,9 @@ class SoftModulationGate(nn.Module):
                 f"SoftModulationGate expects (B, {self.in_channels}, {self.in_frames}, H, W) inputs, got "
                 f"{tuple(x.shape)}: a dynamized model keeps the clip length it was dynamized with"
             )
-        pooled = x.mean(dim=(3, 4)).flatten(1)  # G: (B, C_in·T)
+        if x.dim() == 5 and x.stride(1) == 1 and x.shape[1] > 1:  # channels_last_3d: reduce over rows of C
+            pooled = x.permute(0, 2, 3, 4, 1).flatten(2, 3).mean(2).transpose(1, 2).flatten(1)
+        else:
+            pooled = x.mean(dim=(3, 4)).flatten(1)  # G: (B, C_in·T)
         h = torch.tanh(self.bn(self.fc1(pooled)))
         return torch.relu(torch.tanh(self.fc2(h) + self.beta))

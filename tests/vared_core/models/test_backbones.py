@@ -3,6 +3,7 @@ with every gate pinned to the full alternative computes exactly what the static 
 from __future__ import annotations
 
 import fnmatch
+from contextlib import nullcontext
 
 import pytest
 import torch
@@ -120,3 +121,27 @@ def test_x3d_swish_switch(swish: str, expected: str) -> None:
 def test_x3d_rejects_unknown_swish_mode() -> None:
     with pytest.raises(ValueError, match="swish must be 'se_blocks', 'all' or 'none'"):
         build_model("x3d_m_tiny", num_classes=CLASSES, swish="some")
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_fused_inference_form_equals_eval(name: str) -> None:
+    """`fuse_batchnorm` folds every backbone BN that follows a conv; static and dynamic outputs stay."""
+    from vared_core.dynamic import DynamicSpec, force_policy, fuse_batchnorm
+
+    torch.manual_seed(0)
+    for dynamic in (None, DynamicSpec(search_space=2)):
+        net = build_model(name, num_classes=CLASSES, dynamic=dynamic).eval()
+        for m in net.modules():  # statistics a trained net would have, so a wrong fold would show
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+        fused = fuse_batchnorm(net, CLIP[1:])
+        if dynamic is None:
+            assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in fused.modules())
+        x = _clip(2)
+        for policy in ((None, None), (1, 1), ([0, 1], [1, 0])):
+            with torch.no_grad(), force_policy(net, *policy) if dynamic else nullcontext(), \
+                    force_policy(fused, *policy) if dynamic else nullcontext():
+                want, got = net(x), fused(x)
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * max(1.0, want.abs().max().item()))
+
