@@ -61,13 +61,6 @@ def _out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) 
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def _first_true(mask: torch.Tensor) -> torch.Tensor:
-    """Index of the first True per row, -1 where a row has none."""
-    idx = torch.arange(mask.shape[1], 0, -1, device=mask.device)
-    first = torch.argmax(mask.long() * idx, dim=1)
-    return torch.where(mask.any(dim=1), first, torch.full_like(first, -1))
-
-
 def _mul(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
     """Product of two optional broadcastable factors (None = 1)."""
     return b if a is None else a if b is None else a * b
@@ -211,6 +204,7 @@ class DynamicConv(nn.Module):
         self.register_buffer("post_scale", None)
         self.register_buffer("post_shift", None)
         self._fused_cache: tuple | None = None
+        self._cache: dict = {}  # per-device constants and per-size cost tables (`_code_tables`)
         self.mode: Mode = "auto"
         self.forced_temporal: torch.Tensor | int | None = None
         self.forced_channel: torch.Tensor | int | None = None
@@ -498,7 +492,9 @@ class DynamicConv(nn.Module):
         vt, vc, v = self._gate_weights(x5)
         used_t, used_c = vt > 0, vc > 0
         hard = self.mode == "hard" or (self.mode == "auto" and not self.training)
-        self._record(vt, vc, used_t, used_c, v, self._spatial_out(height, width))
+        # which alternatives each clip uses, as one bit code (channel alternatives first)
+        codes = (torch.cat([used_c, used_t], 1).long() * self._bit_values(x.device)).sum(1)
+        self._record(vt, vc, codes, v, self._spatial_out(height, width))
 
         if not hard:  # soft: one full conv, every alternative in use anywhere in the batch sliced from it
             alts_c = [i for i in range(self.num_channel) if bool(used_c[:, i].any())]
@@ -512,8 +508,6 @@ class DynamicConv(nn.Module):
             return self._to_native(self._apply_post(y5))
 
         # hard: clips that use the same alternatives run together, at their own reduced size
-        codes = (used_c.long() << torch.arange(self.num_channel, device=x.device)).sum(1)
-        codes = codes + (used_t.long() << torch.arange(self.num_channel, self.num_channel + self.num_temporal, device=x.device)).sum(1)
         uniq = torch.unique(codes).tolist()
         if len(uniq) == 1:
             alts_c, alts_t = self._decode(uniq[0])
@@ -557,32 +551,54 @@ class DynamicConv(nn.Module):
             self._as_output_clips(native, b).add_(s5)
         return native
 
-    def _record(self, vt, vc, used_t, used_c, v, hw_out) -> None:
+    def _bit_values(self, device: torch.device) -> torch.Tensor:
+        """2**i for each gate output (channel alternatives, then temporal ones), cached per device."""
+        key = ("bits", device)
+        if key not in self._cache:
+            self._cache[key] = 2 ** torch.arange(self.num_channel + self.num_temporal, device=device)
+        return self._cache[key]
+
+    def _code_tables(self, hw_out: tuple[int, int], device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        """Per bit code of `forward`: inference MACs (CPU float64), channel and temporal choice (-1: none in
+        use), and the hard cost fraction; plus the channel and temporal fractions of each alternative.
+        Built once per output size and device, so recording a forward is a few table lookups."""
+        key = (hw_out, device, dtype)
+        if key not in self._cache:
+            macs, choice_c, choice_t, hard = [], [], [], []
+            for code in range(2 ** (self.num_channel + self.num_temporal)):
+                used_c, used_t = self._decode(code)
+                ic, it = (used_c[0] if used_c else -1), (used_t[0] if used_t else -1)
+                flags_c = [i in used_c for i in range(self.num_channel)]
+                flags_t = [j in used_t for j in range(self.num_temporal)]
+                macs.append(self._policy_macs(flags_c, flags_t, hw_out))
+                choice_c.append(ic)
+                choice_t.append(it)
+                hard.append(0.0 if ic < 0 or it < 0 else
+                            self.channel_counts[ic] / self.out_channels
+                            * self.computed_frames(self.temporal_factors[it]) / self.out_frames)
+            ch_frac = [k / self.out_channels for k in self.channel_counts]
+            t_frac = [self.computed_frames(r) / self.out_frames for r in self.temporal_factors]
+            self._cache[key] = (
+                torch.tensor(macs, dtype=torch.float64),
+                torch.tensor(choice_c, device=device), torch.tensor(choice_t, device=device),
+                torch.tensor(hard, device=device, dtype=dtype),
+                torch.tensor(ch_frac, device=device, dtype=dtype), torch.tensor(t_frac, device=device, dtype=dtype),
+            )
+        return self._cache[key]
+
+    def _record(self, vt, vc, codes, v, hw_out) -> None:
         """Store this forward's per-clip decisions and costs in ``self.last``."""
-        ct, cc = _first_true(used_t), _first_true(used_c)
-        rows = torch.cat([used_c, used_t], 1).tolist()
-        cache: dict[tuple[bool, ...], int] = {}
-        macs = []
-        for row in rows:
-            key = tuple(row)
-            if key not in cache:
-                cache[key] = self._policy_macs(list(key[: self.num_channel]), list(key[self.num_channel:]), hw_out)
-            macs.append(cache[key])
-        ch_frac = torch.tensor([k / self.out_channels for k in self.channel_counts], device=vc.device, dtype=vc.dtype)
-        t_frac = torch.tensor([self.computed_frames(r) / self.out_frames for r in self.temporal_factors],
-                              device=vt.device, dtype=vt.dtype)
-        hard_c = torch.where(cc >= 0, ch_frac[cc.clamp(min=0)], torch.zeros_like(ch_frac[:1]))
-        hard_t = torch.where(ct >= 0, t_frac[ct.clamp(min=0)], torch.zeros_like(t_frac[:1]))
+        macs, choice_c, choice_t, hard, ch_frac, t_frac = self._code_tables(hw_out, vc.device, vc.dtype)
         # differentiable stand-in: expected fraction under the normalised gate weights (method doc §5)
         soft_c = (vc * ch_frac).sum(1) / vc.sum(1).clamp(min=1e-12)
         soft_t = (vt * t_frac).sum(1) / vt.sum(1).clamp(min=1e-12)
-        hard, soft = hard_c * hard_t, soft_c * soft_t
+        soft = soft_c * soft_t
         hw = hw_out[0] * hw_out[1]
         self.last = LayerRecord(
-            clip_macs=torch.tensor(macs, dtype=torch.float64),
+            clip_macs=macs[codes.cpu()],
             full_macs=float(self._conv_macs(self.out_channels, self.out_frames, hw)),
-            cost_fraction=soft + (hard - soft).detach(),
-            channel_choice=cc,
-            temporal_choice=ct,
+            cost_fraction=soft + (hard[codes] - soft).detach(),
+            channel_choice=choice_c[codes],
+            temporal_choice=choice_t[codes],
             gate=None if v is None else torch.cat([vt, vc], 1).detach(),
         )
