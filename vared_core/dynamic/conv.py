@@ -109,24 +109,16 @@ def _affine_into(src: torch.Tensor, scale: torch.Tensor | None, shift: torch.Ten
 
 
 def _emit(src: torch.Tensor, scale: torch.Tensor | None, shift: torch.Tensor | None, dst: torch.Tensor,
-          rows: list[int] | None) -> None:
-    """Write ``src·scale + shift`` (``src`` holds a group's clips) into ``dst`` — the group's own output
-    (``rows`` None) or the batch output, clip ``i`` of the group going to clip ``rows[i]``."""
+          rows: list[int] | None, *, src_in_batch: bool = False) -> None:
+    """Write ``src·scale + shift`` into ``dst`` — the group's own output (``rows`` None) or the batch output,
+    clip ``i`` of the group going to clip ``rows[i]``. ``src`` holds the group's clips, or with
+    ``src_in_batch`` is itself a slice of the batch output (read at ``rows[i]`` too)."""
     if rows is None:
         _affine_into(src, scale, shift, dst)
         return
     for i, r in enumerate(rows):
-        _affine_into(src[i : i + 1], _rows(scale, i), _rows(shift, i), dst[r : r + 1])
-
-
-def _emit_frames(src: torch.Tensor, weight: torch.Tensor, shift: torch.Tensor, dst: torch.Tensor,
-                 rows: list[int] | None) -> None:
-    """``dst = src·weight + shift`` where ``src`` and ``dst`` are both slices of the output (rows: its clips)."""
-    if rows is None:
-        torch.addcmul(shift, src, weight, out=dst)
-        return
-    for i, r in enumerate(rows):
-        torch.addcmul(_rows(shift, i), src[r : r + 1], weight, out=dst[r : r + 1])
+        j = r if src_in_batch else i
+        _affine_into(src[j : j + 1], _rows(scale, i), _rows(shift, i), dst[r : r + 1])
 
 
 class DynamicConv(nn.Module):
@@ -203,8 +195,7 @@ class DynamicConv(nn.Module):
         # absorbed by `absorb_affine` (see `fuse_batchnorm`); None for a plain layer
         self.register_buffer("post_scale", None)
         self.register_buffer("post_shift", None)
-        self._fused_cache: tuple | None = None
-        self._cache: dict = {}  # per-device constants and per-size cost tables (`_code_tables`)
+        self._cache: dict = {}  # the fused weight, per-device constants and per-size cost tables
         self.mode: Mode = "auto"
         self.forced_temporal: torch.Tensor | int | None = None
         self.forced_channel: torch.Tensor | int | None = None
@@ -238,7 +229,7 @@ class DynamicConv(nn.Module):
             self.post_scale, self.post_shift = scale.clone(), shift.clone()
         else:
             self.post_scale, self.post_shift = self.post_scale * scale, self.post_shift * scale + shift
-        self._fused_cache = None
+        self._cache.pop("fused", None)
 
     def _post5(self, channels: slice = slice(None)) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The absorbed (scale, shift) of ``channels``, shaped (1, c, 1, 1, 1); (None, None) without one."""
@@ -255,13 +246,14 @@ class DynamicConv(nn.Module):
         ``conv(x; W·a, bias·a [+ shift])`` equals ``a·conv(x) [+ shift]``."""
         key = tuple((t.data_ptr(), t._version) for t in (self.weight, self.bias, self.post_scale, self.post_shift)
                     if t is not None)
-        if self._fused_cache is None or self._fused_cache[0] != key:
+        cached = self._cache.get("fused")
+        if cached is None or cached[0] != key:
             a = self.post_scale
             weight = torch.empty_like(self.weight, requires_grad=False)  # same strides: the conv keeps its layout
             torch.mul(self.weight.detach(), a.view(-1, *([1] * (self.weight.dim() - 1))), out=weight)
             bias = (self.bias * a).detach() if self.bias is not None else torch.zeros_like(a)
-            self._fused_cache = (key, weight, bias, bias + self.post_shift)
-        _, weight, bias, bias_shift = self._fused_cache
+            cached = self._cache["fused"] = (key, weight, bias, bias + self.post_shift)
+        _, weight, bias, bias_shift = cached
         return weight, bias_shift if with_shift else bias
 
     # ---------------------------------------------------------------- shapes and costs
@@ -281,19 +273,18 @@ class DynamicConv(nn.Module):
     def _conv_macs(self, channels: int, frames: int, hw: int) -> int:
         return channels * frames * hw * (self.in_channels // self.groups) * math.prod(self.kernel_size)
 
-    def _policy_macs(self, used_c: list[bool], used_t: list[bool], hw_out: tuple[int, int]) -> int:
-        """Inference MACs of one clip whose gate uses the alternatives flagged in ``used_c`` / ``used_t``."""
+    def _policy_macs(self, alts_c: list[int], alts_t: list[int], hw_out: tuple[int, int]) -> int:
+        """Inference MACs of one clip whose gate uses the alternatives ``alts_c`` / ``alts_t`` (ascending)."""
         gate = self.gate.macs if self.gate is not None else 0
-        if not any(used_c) or not any(used_t):
+        if not alts_c or not alts_t:
             return gate
-        ic, it = used_c.index(True), used_t.index(True)
         hw = hw_out[0] * hw_out[1]
-        frames = self.computed_frames(self.temporal_factors[it])
-        macs = self._conv_macs(self.channel_counts[ic], frames, hw) + gate
-        macs += sum(op.macs_per_frame(*hw_out) * frames for i, op in enumerate(self.channel_ops, 1) if used_c[i])
+        frames = self.computed_frames(self.temporal_factors[alts_t[0]])
+        macs = self._conv_macs(self.channel_counts[alts_c[0]], frames, hw) + gate
+        macs += sum(self.channel_ops[i - 1].macs_per_frame(*hw_out) * frames for i in alts_c if i > 0)
         macs += sum(
-            (self.out_frames - self.computed_frames(r)) * self.out_channels * hw
-            for j, r in enumerate(self.temporal_factors[1:], 1) if used_t[j]
+            (self.out_frames - self.computed_frames(self.temporal_factors[j])) * self.out_channels * hw
+            for j in alts_t if j > 0
         )
         return macs
 
@@ -458,7 +449,7 @@ class DynamicConv(nn.Module):
                 shift = _mul(shifts[j].view(1, -1, 1, 1, 1), scale)
                 if s5 is not None:
                     shift = shift + s5 * (1 - w5)
-                _emit_frames(computed[:, :, :n], w5, shift, out[:, :, j::factor], rows)
+                _emit(computed[:, :, :n], w5, shift, out[:, :, j::factor], rows, src_in_batch=True)
         return out
 
     @staticmethod
@@ -523,9 +514,8 @@ class DynamicConv(nn.Module):
             idx = (codes == code).nonzero().squeeze(1)
             rows = idx.tolist()
             if not alts_c or not alts_t:
-                _, s5 = self._post5()
                 for r in rows:
-                    out[r].fill_(0.0) if s5 is None else out[r].copy_(s5[0].expand_as(out[r]))
+                    self._fill_skipped(out[r : r + 1])
                 continue
             xg = _take(x_clips, rows)
             if self.folded:
@@ -544,12 +534,18 @@ class DynamicConv(nn.Module):
         return native.unflatten(0, (b, self.out_frames)).transpose(1, 2) if self.folded else native
 
     def _skipped_output(self, b: int, height: int, width: int, x: torch.Tensor) -> torch.Tensor:
-        """Output of clips whose gate zeroed a whole dimension: zeros (the absorbed shift, if any)."""
-        native = x.new_zeros(self._output_shape(b, height, width))
-        _, s5 = self._post5()
-        if s5 is not None:
-            self._as_output_clips(native, b).add_(s5)
+        """Native output of a batch whose every clip skips the layer."""
+        native = x.new_empty(self._output_shape(b, height, width))
+        self._fill_skipped(self._as_output_clips(native, b))
         return native
+
+    def _fill_skipped(self, dst5: torch.Tensor) -> None:
+        """What a clip whose gate zeroed a whole dimension outputs: zeros, or the absorbed shift."""
+        _, s5 = self._post5()
+        if s5 is None:
+            dst5.zero_()
+        else:
+            dst5.copy_(s5.expand_as(dst5))
 
     def _bit_values(self, device: torch.device) -> torch.Tensor:
         """2**i for each gate output (channel alternatives, then temporal ones), cached per device."""
@@ -564,20 +560,16 @@ class DynamicConv(nn.Module):
         Built once per output size and device, so recording a forward is a few table lookups."""
         key = (hw_out, device, dtype)
         if key not in self._cache:
-            macs, choice_c, choice_t, hard = [], [], [], []
-            for code in range(2 ** (self.num_channel + self.num_temporal)):
-                used_c, used_t = self._decode(code)
-                ic, it = (used_c[0] if used_c else -1), (used_t[0] if used_t else -1)
-                flags_c = [i in used_c for i in range(self.num_channel)]
-                flags_t = [j in used_t for j in range(self.num_temporal)]
-                macs.append(self._policy_macs(flags_c, flags_t, hw_out))
-                choice_c.append(ic)
-                choice_t.append(it)
-                hard.append(0.0 if ic < 0 or it < 0 else
-                            self.channel_counts[ic] / self.out_channels
-                            * self.computed_frames(self.temporal_factors[it]) / self.out_frames)
             ch_frac = [k / self.out_channels for k in self.channel_counts]
             t_frac = [self.computed_frames(r) / self.out_frames for r in self.temporal_factors]
+            macs, choice_c, choice_t, hard = [], [], [], []
+            for code in range(2 ** (self.num_channel + self.num_temporal)):
+                alts_c, alts_t = self._decode(code)
+                ic, it = (alts_c[0] if alts_c else -1), (alts_t[0] if alts_t else -1)
+                macs.append(self._policy_macs(alts_c, alts_t, hw_out))
+                choice_c.append(ic)
+                choice_t.append(it)
+                hard.append(0.0 if ic < 0 or it < 0 else ch_frac[ic] * t_frac[it])
             self._cache[key] = (
                 torch.tensor(macs, dtype=torch.float64),
                 torch.tensor(choice_c, device=device), torch.tensor(choice_t, device=device),

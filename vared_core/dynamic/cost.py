@@ -90,12 +90,16 @@ def clip_gflops(model: nn.Module) -> torch.Tensor:
     return total / 1e9
 
 
-def forward_zero_clip(model: nn.Module, clip_shape: Sequence[int]) -> torch.Tensor:
-    """One forward of a zero clip (batch 1) of ``clip_shape`` = (C, T, H, W) on the model's device and dtype,
-    in eval mode without grad; the model's training mode is restored afterwards."""
+def zero_clip(model: nn.Module, clip_shape: Sequence[int]) -> torch.Tensor:
+    """A zero clip (batch 1) of ``clip_shape`` = (C, T, H, W) on the model's device and dtype."""
     param = next(model.parameters(), None)
-    x = torch.zeros(1, *clip_shape, device=param.device if param is not None else None,
-                    dtype=param.dtype if param is not None else None)
+    return torch.zeros(1, *clip_shape, device=param.device if param is not None else None,
+                       dtype=param.dtype if param is not None else None)
+
+
+def forward_zero_clip(model: nn.Module, clip_shape: Sequence[int]) -> torch.Tensor:
+    """One forward of a `zero_clip` in eval mode without grad; the model's training mode is restored afterwards."""
+    x = zero_clip(model, clip_shape)
     was_training = model.training
     model.eval()
     try:

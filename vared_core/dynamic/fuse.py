@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from contextlib import ExitStack
 
 import torch
 from torch import nn
@@ -17,7 +18,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from .affine import batchnorm_affine
 from .conv import DynamicConv
-from .cost import has_cost_tracker, track_costs
+from .cost import has_cost_tracker, track_costs, zero_clip
 from .policy import dynamic_layers, dynamic_mode, force_policy
 
 __all__ = ["fuse_batchnorm"]
@@ -59,8 +60,8 @@ def _pairs(model: nn.Module, clip_shape: Sequence[int]) -> list[tuple[str, str]]
     Found from one soft-mode forward of a zero clip with gradients on: module hooks see which tensor
     each conv produced and each BN received; the autograd graph says how many ops consumed it.
     """
-    produced: dict[str, torch.Tensor] = {}
-    received: dict[str, torch.Tensor] = {}
+    produced: dict[str, tuple[torch.Tensor, object]] = {}  # conv name → (its output, that output's grad_fn)
+    received: dict[str, tuple[torch.Tensor, object]] = {}  # BN name → (its input, that input's grad_fn)
     handles = []
     for name, m in model.named_modules():
         if isinstance(m, _CONVS):
@@ -71,14 +72,14 @@ def _pairs(model: nn.Module, clip_shape: Sequence[int]) -> list[tuple[str, str]]
                 lambda mod, args, name=name: received.__setitem__(name, (args[0], args[0].grad_fn))))
     params = list(model.parameters())
     flags = [p.requires_grad for p in params]
-    param = next(iter(params), None)
-    x = torch.zeros(1, *clip_shape, device=param.device if param is not None else None,
-                    dtype=param.dtype if param is not None else None)
     try:
         for p in params:
             p.requires_grad_(True)
-        with torch.enable_grad(), _full_soft(model):
-            out = model(x)
+        with torch.enable_grad(), ExitStack() as stack:
+            if dynamic_layers(model):  # soft mode, every gate on the full alternative: each conv really runs
+                stack.enter_context(dynamic_mode(model, "soft"))
+                stack.enter_context(force_policy(model, temporal=0, channel=0))
+            out = model(zero_clip(model, clip_shape))
         counts = _consumers(_tensors(out))
     finally:
         for h in handles:
@@ -95,24 +96,6 @@ def _pairs(model: nn.Module, clip_shape: Sequence[int]) -> list[tuple[str, str]]
         if conv.out_channels == bn.num_features:
             pairs.append((conv_name, bn_name))
     return pairs
-
-
-class _full_soft:
-    """Soft mode with every gate pinned to the full alternative (no-op for a static model)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        self.stack: list = []
-
-    def __enter__(self) -> None:
-        if dynamic_layers(self.model):
-            for cm in (dynamic_mode(self.model, "soft"), force_policy(self.model, temporal=0, channel=0)):
-                cm.__enter__()
-                self.stack.append(cm)
-
-    def __exit__(self, *exc) -> None:
-        while self.stack:
-            self.stack.pop().__exit__(*exc)
 
 
 def fuse_batchnorm(model: nn.Module, clip_shape: Sequence[int]) -> nn.Module:
