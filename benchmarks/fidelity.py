@@ -54,7 +54,7 @@ from vared_core.engine import DataConfig, OptimConfig, SyntheticData, TrainConfi
 #: every choice of the benchmark; ``--quick`` overrides a few (`QUICK`)
 SETTINGS: dict[str, Any] = {
     "model": "r2plus1d_18_tiny",
-    "classes": 6, "videos_per_class": 80, "frames": 16, "size": 32, "data_seed": 0,  # the synthetic set
+    "classes": 6, "videos_per_class": 80, "frames": 16, "size": 32, "data_seed": 0, "appearance": 0.0,  # data
     "num_frames": 8, "frame_stride": 2, "batch_size": 8,  # clips
     "base_epochs": 30, "base_lr": 0.01, "base_warmup_epochs": 1.0,  # base, from scratch
     "dyn_epochs": 10, "dyn_lr": 0.001, "dyn_warmup_epochs": 0.0, "gate_lr_mult": 10.0,  # dynamic fine-tunes
@@ -75,7 +75,7 @@ VARIANTS: list[tuple[str, int, bool, bool, float]] = [
 def data_config(s: dict[str, Any], root: Path) -> DataConfig:
     """The synthetic set and how clips are cut (no flips: pan_left and pan_right are mirror images)."""
     synth = SyntheticData(root=root, classes=s["classes"], videos_per_class=s["videos_per_class"],
-                          frames=s["frames"], size=s["size"], seed=s["data_seed"])
+                          frames=s["frames"], size=s["size"], seed=s["data_seed"], appearance=s["appearance"])
     return DataConfig(synthetic=synth, flip=False, batch_size=s["batch_size"], num_workers=0,
                       crop_size=s["size"], num_frames=s["num_frames"], frame_stride=s["frame_stride"])
 
@@ -203,8 +203,17 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small smoke version: checks the script, not the method")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/fidelity"))
     ap.add_argument("--seed", type=int, default=0, help="seed of initialisation, sampling and shuffling")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="change one of SETTINGS (value as JSON), e.g. --set dyn_epochs=20")
+    ap.add_argument("--variants", type=int, default=len(VARIANTS), choices=range(1, len(VARIANTS) + 1),
+                    help="run only the first N variants (1: the headline only)")
     args = ap.parse_args()
     s = {**SETTINGS, **(QUICK if args.quick else {})}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in SETTINGS:
+            ap.error(f"--set {item}: unknown setting {key!r}; one of {', '.join(SETTINGS)}")
+        s[key] = json.loads(value)
     out = args.out / ("quick" if args.quick else "full")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -213,7 +222,7 @@ def main() -> None:
     print(json.dumps(base), flush=True)
     ckpt = Path(base["checkpoint"])
     jobs = []
-    for i, v in enumerate(VARIANTS):
+    for i, v in enumerate(VARIANTS[: args.variants]):
         name, search_space, temporal, channel, lambda_e = v
         dims = "both" if temporal and channel else ("temporal" if temporal else "channel")
         meta = {"S": search_space, "dims": dims, "lambda_e": lambda_e}

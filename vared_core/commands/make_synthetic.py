@@ -32,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--fps", type=int, default=25, help="frame rate stored in the files (default 25)")
     parser.add_argument("--motion-levels", type=int, default=4, help="motion levels per class (default 4)")
     parser.add_argument("--clutter-levels", type=int, default=3, help="clutter levels per class (default 3)")
+    parser.add_argument("--appearance", type=float, default=0.0,
+                        help="reliability in [0, 1] of a per-class scene colour cast (default 0: motion only)")
     parser.set_defaults(func=run)
 
 
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
                 args.root, classes=args.classes, videos_per_class=args.videos_per_class, frames=args.frames,
                 size=args.size, seed=args.seed, val_fraction=args.val_fraction, width=args.width,
                 height=args.height, fps=args.fps, motion_levels=args.motion_levels,
-                clutter_levels=args.clutter_levels,
+                clutter_levels=args.clutter_levels, appearance=args.appearance,
             )
         except ValueError as err:  # the message names every rule broken and the values given
             print(f"{_PROG}: error: {err}", file=sys.stderr)

@@ -27,7 +27,7 @@ from vared_core.data.lists import (
 )
 from vared_core.data.loader import EpochShuffleSampler, default_num_workers, make_loader
 from vared_core.data.sampling import ClipIndices, ClipSampler, DenseClipSampler, SegmentSampler
-from vared_core.data.synthetic import PATTERNS, SyntheticInfo, make_synthetic, render_clip, write_mp4
+from vared_core.data.synthetic import PATTERNS, SyntheticInfo, class_cast, make_synthetic, render_clip, write_mp4
 from vared_core.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -80,6 +80,7 @@ __all__ = [
     "VideoList",
     "VideoRecord",
     "center_crop",
+    "class_cast",
     "collate_clips",
     "crop",
     "default_num_workers",

@@ -6,7 +6,9 @@ draws a **motion level** (0 = static … ``motion_levels - 1`` = fast; it scales
 amplitude) and a **clutter level** (0 = clean; more distractor blobs drifting in random directions and
 more per-frame sensor noise), balanced within each class, so the redundancy of clips varies inside every
 class, which is what VA-RED² exploits. At motion level 0 the pattern does not move, so such clips carry
-no class evidence beyond the object's presence.
+no class evidence beyond the object's presence, unless the set has an **appearance cue**
+(``appearance > 0``): then every clip's scene carries a colour cast, its own class's with probability
+``appearance`` and a random class's otherwise, a partial cue as scene appearance is in real video.
 
 Layout written under ``root``::
 
@@ -25,7 +27,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-__all__ = ["PATTERNS", "SyntheticInfo", "make_synthetic", "render_clip", "write_mp4"]
+__all__ = ["PATTERNS", "SyntheticInfo", "class_cast", "make_synthetic", "render_clip", "write_mp4"]
 
 #: Class patterns in the order classes are taken (``classes=N`` uses the first N): the first six cover
 #: every kind of motion, so even small sets mix pans, rotation, zoom, flicker and object motion.
@@ -53,6 +55,7 @@ _FLICKER_PERIOD = 6.0  # frames
 _BLOBS_PER_CLUTTER = 2
 _NOISE_PER_CLUTTER = 2.0  # std of per-frame Gaussian noise, grey levels
 _BLOB_PX = 0.5  # max distractor drift, pixels per frame
+_CAST = 40.0  # colour cast of the appearance cue: grey levels at full saturation (±15 % per clip)
 # Widths (even, 16–256) whose H.264 frames decord 0.6 fails to copy out ("DECORDArrayCopyFromTo: The size
 # must exactly match"); found by writing and decoding every even width from 16 to 256.
 _DECORD_BAD_WIDTHS = frozenset({16, 24, 48, 72})
@@ -71,6 +74,7 @@ class SyntheticInfo:
         frames / width / height / fps: video geometry.
         motion_levels / clutter_levels: number of levels of each (values 0 … levels - 1).
         seed: the seed used.
+        appearance: reliability of the appearance cue (0: none).
     """
 
     root: Path
@@ -87,6 +91,7 @@ class SyntheticInfo:
     motion_levels: int
     clutter_levels: int
     seed: int
+    appearance: float = 0.0
 
 
 def _bilinear_wrap(tex: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
@@ -160,6 +165,7 @@ def render_clip(
     motion: int,
     clutter: int,
     rng: np.random.Generator,
+    cast: np.ndarray | None = None,
 ) -> np.ndarray:
     """Render one synthetic clip as RGB frames.
 
@@ -170,6 +176,8 @@ def render_clip(
             ``level ×`` a per-pattern unit (±15 % per clip), lengths scaled by ``min(width, height) / 64``.
         clutter: clutter level ≥ 0: ``2·level`` distractor blobs and per-frame noise of std ``2·level``.
         rng: the clip's random generator (texture, jitter, blobs, noise).
+        cast: optional RGB offset (grey levels): the scene's texture is made grey on average per
+            channel and the cast added, a colour cast that moves with the scene (see `class_cast`).
 
     Returns:
         uint8 array (frames, height, width, 3).
@@ -186,6 +194,8 @@ def render_clip(
     unit = min(width, height) / 64.0
     tex_size = 2 * max(width, height)
     tex = _texture(rng, tex_size, finest=max(2, round(4 * unit)))
+    if cast is not None:  # grey on average, then the cast: the scene's mean colour is the cue
+        tex = np.clip(tex - tex.mean((0, 1)) + 128.0 + np.asarray(cast, np.float32), 0, 255)
     speed = motion * rng.uniform(0.85, 1.15)
     origin = rng.uniform(0, tex_size, 2)
     ys, xs = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64), indexing="ij")
@@ -286,6 +296,14 @@ def write_mp4(
             container.mux(packet)
 
 
+def class_cast(label: int, classes: int) -> np.ndarray:
+    """The colour cast of class ``label`` of ``classes``: hues evenly spaced round the colour wheel, as an
+    RGB offset of ``_CAST`` grey levels (zero mean over the channels, so brightness is unchanged)."""
+    hue = 2 * math.pi * label / classes
+    rgb = np.array([math.cos(hue), math.cos(hue - 2 * math.pi / 3), math.cos(hue + 2 * math.pi / 3)])
+    return (_CAST * rgb / np.abs(rgb).max()).astype(np.float32)
+
+
 def _balanced(rng: np.random.Generator, levels: int, n: int) -> np.ndarray:
     """n levels in 0 … levels-1, each used ⌊n/levels⌋ or ⌈n/levels⌉ times, in random order."""
     return rng.permutation(np.resize(np.arange(levels), n))
@@ -305,6 +323,7 @@ def make_synthetic(
     fps: int = 25,
     motion_levels: int = 4,
     clutter_levels: int = 3,
+    appearance: float = 0.0,
 ) -> SyntheticInfo:
     """Write a synthetic motion-pattern dataset (see the module doc for the layout).
 
@@ -325,6 +344,10 @@ def make_synthetic(
         width / height: frame size (even pixels), e.g. 320 × 240 for decoding benchmarks.
         fps: frame rate stored in the files.
         motion_levels / clutter_levels: number of levels (≥ 1) of each.
+        appearance: reliability of the appearance cue in [0, 1]. 0 (default): no colour cast, clips show
+            their class by motion only. Above 0: each clip's scene carries its class's `class_cast` with
+            this probability, else a uniformly drawn class's, so appearance alone is right for
+            ``appearance + (1 - appearance) / classes`` of the clips, static ones included.
 
     Returns:
         A `SyntheticInfo`.
@@ -356,6 +379,8 @@ def make_synthetic(
             f"motion_levels, clutter_levels, fps must be ≥ 1 and seed ≥ 0, got {motion_levels}, "
             f"{clutter_levels}, {fps}, {seed}"
         )
+    if not 0.0 <= appearance <= 1.0:
+        problems.append(f"appearance must be in [0, 1], got {appearance}")
     if problems:
         raise ValueError("make_synthetic: " + "; ".join(problems))
     base = Path(root)
@@ -371,9 +396,14 @@ def make_synthetic(
         motion = _balanced(level_rng, motion_levels, videos_per_class)
         clutter = _balanced(level_rng, clutter_levels, videos_per_class)
         for j in range(videos_per_class):
+            cast = None
+            if appearance > 0:  # a generator of its own: the sets without the cue keep their bytes
+                cue_rng = np.random.default_rng([seed, label, j, 1 << 29])
+                shown = label if cue_rng.random() < appearance else int(cue_rng.integers(classes))
+                cast = class_cast(shown, classes) * cue_rng.uniform(0.85, 1.15)
             clip = render_clip(
                 name, frames=frames, width=width, height=height, motion=int(motion[j]), clutter=int(clutter[j]),
-                rng=np.random.default_rng([seed, label, j]),
+                rng=np.random.default_rng([seed, label, j]), cast=cast,
             )
             rel = f"videos/{name}/{name}_{j:03d}.mp4"
             write_mp4(base / rel, clip, fps=fps)
@@ -392,4 +422,5 @@ def make_synthetic(
         root=base, train_list=lists["train"], val_list=lists["val"], classes_file=classes_file,
         classes=tuple(names), num_train=len(rows["train"]), num_val=len(rows["val"]), frames=frames,
         width=width, height=height, fps=fps, motion_levels=motion_levels, clutter_levels=clutter_levels, seed=seed,
+        appearance=appearance,
     )

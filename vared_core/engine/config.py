@@ -42,6 +42,7 @@ class SyntheticData(_Strict):
     size: int = Field(64, ge=32)
     seed: int = Field(0, ge=0)
     val_fraction: float = Field(0.25, gt=0.0, lt=1.0)
+    appearance: float = Field(0.0, ge=0.0, le=1.0)  # reliability of the scene colour cue (0: motion only)
 
 
 class DataConfig(_Strict):

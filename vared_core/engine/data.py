@@ -31,6 +31,8 @@ def ensure_synthetic(spec: SyntheticData) -> tuple[Path, Path]:
     """
     root = Path(spec.root).absolute()
     wanted = spec.model_dump(mode="json", exclude={"root"})
+    if not wanted["appearance"]:  # sets written before the cue existed have no such key and no cue
+        del wanted["appearance"]
     marker = root / _MARKER
     if not marker.exists():
         if root.exists() and any(root.iterdir()):

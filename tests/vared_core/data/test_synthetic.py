@@ -15,6 +15,7 @@ from torch import nn
 from vared_core.data import (
     PATTERNS,
     SyntheticInfo,
+    class_cast,
     collate_clips,
     make_dataset,
     make_synthetic,
@@ -141,3 +142,32 @@ def test_labels_are_learnable_video_level_with_3k_views(synth: SyntheticInfo) ->
     chance = 1 / len(synth.classes)
     assert correct.float().mean() >= 2 * chance, (correct.float().mean(), batch["motion"])
     assert correct[moving].float().mean() >= 0.7, correct[moving].float().mean()
+
+
+def _cast_guesses(info: SyntheticInfo) -> list[tuple[int, int]]:
+    """(label, class whose `class_cast` is nearest the video's mean colour offset) for every video."""
+    casts = np.stack([class_cast(i, len(info.classes)) for i in range(len(info.classes))])
+    pairs = []
+    for list_file in (info.train_list, info.val_list):
+        with open(list_file, newline="") as f:
+            for row in csv.DictReader(f):
+                frames = decord.VideoReader(str(info.root / row["path"]), num_threads=1)[:].float()
+                offset = (frames.mean((0, 1, 2)) - frames.mean()).numpy()
+                pairs.append((int(row["label"]), int(np.argmin(((casts - offset) ** 2).sum(1)))))
+    return pairs
+
+
+def test_appearance_cue_shows_the_class_colour_with_the_given_reliability(tmp_path: Path) -> None:
+    """appearance=1: the scene's mean colour names the class; 0: it does not (chance); the cue never
+    changes motion levels or the split, and a bad value is refused by name."""
+    kwargs = dict(classes=6, videos_per_class=8, frames=4, size=32, seed=3)
+    cued = make_synthetic(tmp_path / "cued", appearance=1.0, **kwargs)
+    plain = make_synthetic(tmp_path / "plain", **kwargs)
+    hits = [label == guess for label, guess in _cast_guesses(cued)]
+    chance = [label == guess for label, guess in _cast_guesses(plain)]
+    assert np.mean(hits) >= 0.85, np.mean(hits)
+    assert np.mean(chance) <= 0.5, np.mean(chance)
+    assert cued.appearance == 1.0 and plain.appearance == 0.0
+    assert cued.train_list.read_text() == plain.train_list.read_text()
+    with pytest.raises(ValueError, match=r"appearance must be in \[0, 1\], got 1\.5"):
+        make_synthetic(tmp_path / "bad", appearance=1.5, **kwargs)
