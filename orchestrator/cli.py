@@ -98,11 +98,13 @@ def _pareto(args: argparse.Namespace) -> int:
     from .run import study_trials
 
     study = _load(args.study)
-    trials, failed = study_trials(_tracker(study))
+    trials, failed, stopped = study_trials(_tracker(study))
     front = compute_front(trials, dict(study.objectives), study.reference)
     print(format_front(front))
     if failed:
         print(f"({len(failed)} failed trial(s) left out)")
+    if stopped:
+        print(f"({len(stopped)} trial(s) stopped early by the scheduler left out)")
     return 0
 
 
@@ -118,7 +120,7 @@ def _compare(args: argparse.Namespace) -> int:
             print(f"{s.source}: objectives {dict(s.objectives)} differ from {objectives}; fronts not comparable",
                   file=sys.stderr)  # fmt: skip
             return 2
-        trials, _ = study_trials(_tracker(s))
+        trials = study_trials(_tracker(s)).done
         fronts[s.name] = compute_front(trials, objectives, s.reference)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

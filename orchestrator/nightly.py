@@ -180,7 +180,7 @@ def _run_results(uri: str, run_id: str) -> Results:
     from .tracking import StudyTracker
 
     run = MlflowClient(uri).get_run(run_id)
-    return _results(study_trials(StudyTracker(uri, run.info.experiment_id, run_id))[0])
+    return _results(study_trials(StudyTracker(uri, run.info.experiment_id, run_id)).done)
 
 
 def _latest_baseline_run(uri: str, experiment: str, study: str, exclude: str | None) -> str | None:

@@ -3,7 +3,9 @@
 1. The MLflow store, experiment and parent run are created here, in the driver, before any trial
    (several processes creating one SQLite store race in its migrations).
 2. Every distinct base recipe is trained once, as a Ray task, into ``storage/bases/<hash>``; a
-   finished one is reused (by later grid cells, later studies, a resumed study).
+   finished one is reused (by later grid cells, later studies, a resumed study). Trials receive the
+   tasks' ObjectRefs and wait for their base themselves, so when every base task fits on the
+   cluster at once, Tune starts its trial actors while the bases train.
 3. All trials run in one `Tuner` (one set of reused actors): a pure grid as a ``grid_search`` over
    the cells; a grid with sampled axes through `CellSearch`, which gives every cell its own seeded
    `OptunaSearch` (multi-objective with two objectives).
@@ -22,15 +24,15 @@ import json
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .pareto import Front, compute_front, format_front, plot_front_html, plot_front_png
 from .schema import Study
-from .tracking import StudyTracker
+from .tracking import STOPPED_TAG, StudyTracker
 
-__all__ = ["StudyResult", "run_study", "study_trials", "plan"]
+__all__ = ["StudyResult", "StudyTrials", "run_study", "study_trials", "plan"]
 
 _STATE = "study_state.json"
 _EXPERIMENT = "trials"  # the Tune experiment folder under <storage>/ray
@@ -45,6 +47,17 @@ class StudyResult:
     front: Front
     trials: list[dict[str, Any]]
     failed: list[dict[str, Any]]
+    stopped: list[dict[str, Any]] = field(default_factory=list)
+
+
+class StudyTrials(NamedTuple):
+    """A study's trials as MLflow recorded them, one dict each (trial_id, run_id, metrics, params,
+    status, error): ``done`` ran to the end, ``failed`` raised or were cut off, ``stopped`` were stopped
+    early by the scheduler (ASHA) and are neither failures nor candidates for the front."""
+
+    done: list[dict[str, Any]]
+    failed: list[dict[str, Any]]
+    stopped: list[dict[str, Any]]
 
 
 def _base_overrides(study: Study, cell: dict[str, Any]) -> dict[str, Any]:
@@ -129,9 +142,9 @@ def _save_state(storage: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, storage / _STATE)
 
 
-def study_trials(tracker: StudyTracker) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(finished, failed) trials of a study as recorded in MLflow: trial_id, run_id, metrics, params."""
-    done, failed = [], []
+def study_trials(tracker: StudyTracker) -> StudyTrials:
+    """A study's trials as recorded in MLflow, finished, failed and stopped early (see `StudyTrials`)."""
+    found = StudyTrials([], [], [])
     for run in tracker.child_runs():
         row = {
             "trial_id": run.data.tags.get("trial_id", run.info.run_id), "run_id": run.info.run_id,
@@ -139,8 +152,13 @@ def study_trials(tracker: StudyTracker) -> tuple[list[dict[str, Any]], list[dict
             "params": {k[5:]: v for k, v in run.data.params.items() if k.startswith("axis.")},
             "status": run.info.status, "error": run.data.tags.get("error"),
         }  # fmt: skip
-        (done if run.info.status == "FINISHED" else failed).append(row)
-    return done, failed
+        if run.info.status == "FINISHED":
+            found.done.append(row)
+        elif run.data.tags.get(STOPPED_TAG) == "true":
+            found.stopped.append(row)
+        else:
+            found.failed.append(row)
+    return found
 
 
 def _log_front(study: Study, tracker: StudyTracker, trials: list[dict[str, Any]]) -> Front:
@@ -199,14 +217,20 @@ def run_study(study: Study, *, address: str | None = None, resume: bool = False,
     status = "FAILED"
     try:
         # 1. shared base models, each trained once (in parallel as Ray tasks)
-        base_jobs: dict[str, Any] = {}
+        bases: dict[str, Any] = {}  # base key → ObjectRef of its checkpoint path
         remote_base = ray.remote(num_cpus=study.resources.cpu, num_gpus=study.resources.gpu)(train_base)
+        all_fit = _fit_at_once(ray.available_resources(), len({base_key(_base_overrides(study, c)) for c in cells}),
+                               study.resources.cpu, study.resources.gpu)  # fmt: skip
         for cell in cells:
             overrides = _base_overrides(study, cell)
             key = base_key(overrides)
-            if key not in base_jobs:
-                base_jobs[key] = remote_base.remote(study, overrides, str(_base_dir(study, overrides)), tracker)
-        bases = dict(zip(base_jobs, ray.get(list(base_jobs.values()))))
+            if key not in bases:
+                bases[key] = remote_base.remote(study, overrides, str(_base_dir(study, overrides)), tracker)
+        if not all_fit:
+            # trials wait in ray.get for their base while holding their resources: start them only once
+            # no base still needs resources, or a base could wait behind the trials waiting for it
+            ray.get(list(bases.values()))
+        # else Tune starts (its actors import torch, mlflow, …) while the bases train beside it
 
         # 2. trials
         resources = {"cpu": study.resources.cpu, "gpu": study.resources.gpu}
@@ -232,9 +256,10 @@ def run_study(study: Study, *, address: str | None = None, resume: bool = False,
             tuner = tune.Tuner(trainable, run_config=tune.RunConfig(name=_EXPERIMENT, **run_cfg),
                                tune_config=tune_config, param_space=param_space)  # fmt: skip
         tuner.fit()
+        ray.get(list(bases.values()))  # a base that failed fails the study (its trials failed waiting for it)
 
         # 3. the front, from what MLflow recorded
-        trials, failed = study_trials(tracker)
+        trials, failed, stopped = study_trials(tracker)
         front = _log_front(study, tracker, trials)
         status = "FINISHED"
         if verbose:
@@ -243,16 +268,26 @@ def run_study(study: Study, *, address: str | None = None, resume: bool = False,
                 print(f"{len(failed)} trial(s) failed:")
                 for f in failed:
                     print(f"  {f['trial_id']}: {f['error'] or f['status']}")
-        return StudyResult(study=study, tracker=tracker, front=front, trials=trials, failed=failed)
+            if stopped:
+                print(f"{len(stopped)} trial(s) stopped early by the scheduler (not on the front)")
+        return StudyResult(study=study, tracker=tracker, front=front, trials=trials, failed=failed, stopped=stopped)
     finally:
         tracker.set_status(status)
 
 
-def _trial(params: dict[str, Any], *, study: Study, bases: dict[str, str], tracker: StudyTracker) -> None:
-    """The Tune function: ``params`` is ``{"cell": grid cell, **sampled values}``."""
+def _fit_at_once(available: dict[str, float], jobs: int, cpu: float, gpu: float) -> bool:
+    """Whether ``jobs`` tasks of ``cpu`` CPUs and ``gpu`` GPUs each all fit in the ``available`` resources."""
+    return jobs * cpu <= available.get("CPU", 0.0) and jobs * gpu <= available.get("GPU", 0.0)
+
+
+def _trial(params: dict[str, Any], *, study: Study, bases: dict[str, Any], tracker: StudyTracker) -> None:
+    """The Tune function: ``params`` is ``{"cell": grid cell, **sampled values}``; ``bases`` maps base
+    keys to the ObjectRefs of the base tasks' checkpoint paths (waited for here, before any MLflow run)."""
+    import ray
+
     from .trainable import base_key, train_trial
 
     sampled = {k: v for k, v in params.items() if k != "cell"}
     cell = params["cell"]
-    train_trial(sampled, study=study, cell=cell, tracker=tracker,
-                base_checkpoint=bases[base_key(_base_overrides(study, cell))])  # fmt: skip
+    base_checkpoint = ray.get(bases[base_key(_base_overrides(study, cell))])
+    train_trial(sampled, study=study, cell=cell, tracker=tracker, base_checkpoint=base_checkpoint)

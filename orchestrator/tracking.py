@@ -23,6 +23,7 @@ import vared_core
 __all__ = ["StudyTracker", "TrialRun", "code_version", "flatten"]
 
 ROLE_TRIAL, ROLE_BASE = "trial", "base"
+STOPPED_TAG = "stopped_early"  # "true" on a trial run the scheduler (ASHA) stopped before its last epoch
 
 
 def code_version() -> str:

@@ -21,7 +21,7 @@ from ray import tune
 from vared_core.engine import fit
 
 from .schema import Study
-from .tracking import ROLE_BASE, StudyTracker, flatten
+from .tracking import ROLE_BASE, STOPPED_TAG, StudyTracker, flatten
 
 __all__ = ["train_base", "train_trial", "base_key", "warm_up"]
 
@@ -34,6 +34,11 @@ def warm_up() -> int:
     """A no-op task whose worker process has imported this module (torch, vared_core, mlflow, Tune) by
     the time it runs; returns the process id."""
     return os.getpid()
+
+
+def _placement() -> dict[str, str]:
+    """Tags saying where this process runs: the Ray node id and the host name."""
+    return {"ray.node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname()}
 
 
 def base_key(overrides: dict[str, Any]) -> str:
@@ -55,6 +60,7 @@ def train_base(study: Study, overrides: dict[str, Any], output_dir: str, tracker
     run = None
     if tracker is not None:
         run = tracker.trial_run(f"base-{out.name}", role=ROLE_BASE, name=f"base {out.name[:8]}")
+        run.set_tags(_placement())
         run.log_params(flatten(config.to_dict()))
     try:
         t0 = time.perf_counter()
@@ -80,7 +86,7 @@ def train_trial(params: dict[str, Any], *, study: Study, cell: dict[str, Any], b
     out = Path(study.storage).absolute() / "trials" / trial_id
     config = study.trial_config(axes, out, Path(base_checkpoint))
     run = tracker.trial_run(trial_id, tags={"study": study.name, "cell": base_key(cell)})
-    run.set_tags({"ray.node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname()})
+    run.set_tags(_placement())
     run.log_params({**{f"axis.{k}": v for k, v in axes.items()}, **flatten(config.to_dict())})
 
     def report(epoch: int, metrics: dict[str, float], ckpt: Path) -> None:
@@ -101,6 +107,7 @@ def train_trial(params: dict[str, Any], *, study: Study, cell: dict[str, Any], b
         status = RunStatus.to_string(RunStatus.FINISHED)
     except SystemExit:  # a scheduler (ASHA) stopped the trial
         status = _KILLED
+        run.set_tags({STOPPED_TAG: "true"})
         raise
     except BaseException as e:
         run.set_tags({"error": f"{type(e).__name__}: {e}"[:5000]})

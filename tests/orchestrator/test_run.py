@@ -63,6 +63,30 @@ def test_a_failing_trial_fails_alone(tmp_path: Path, write_study, local_ray) -> 
     assert MlflowClient(result.study.tracking_uri()).get_run(result.tracker.parent_run_id).info.status == "FINISHED"
 
 
+def test_asha_stops_worse_trials_early_and_keeps_them_off_the_front(tmp_path: Path, write_study, local_ray) -> None:
+    """One objective (training loss, min), trials one at a time in grid order of growing λ_e: the loss grows
+    with λ_e, so ASHA (grace 1, ×2) lets the first trial run all 3 epochs and stops the others at their
+    first rung. Stopped trials end KILLED with the epochs they ran, are not failures, not on the front."""
+    path = write_study(tmp_path, "asha", grid={"lambda_e": [0.0, 2.0, 8.0, 32.0]}, max_concurrent=1,
+                       objectives={"loss": "min"}, reference={"loss": 100.0},
+                       scheduler={"asha": {"grace_period": 1, "reduction_factor": 2}},
+                       trial={"epochs": 3, "dynamic": {"search_space": 2}, "threads": 1})  # fmt: skip
+    result = run_study(load_study(path), verbose=0)
+    client = MlflowClient(result.study.tracking_uri())
+    runs = {float(r.data.params["axis.lambda_e"]): r for r in _children(result)}
+    assert sorted(runs) == [0.0, 2.0, 8.0, 32.0]
+    epochs = {lam: [m.step for m in client.get_metric_history(r.info.run_id, "loss")] for lam, r in runs.items()}
+    assert epochs[0.0] == [1, 2, 3] and runs[0.0].info.status == "FINISHED"
+    stopped = [lam for lam in (2.0, 8.0, 32.0) if runs[lam].info.status == "KILLED"]
+    assert stopped, {lam: (r.info.status, epochs[lam]) for lam, r in runs.items()}
+    for lam in stopped:
+        assert epochs[lam] and epochs[lam][-1] < 3 and runs[lam].data.tags["stopped_early"] == "true"
+    assert not result.failed
+    assert {t["trial_id"] for t in result.stopped} == {runs[lam].data.tags["trial_id"] for lam in stopped}
+    assert all(p.trial_id not in {t["trial_id"] for t in result.stopped} for p in result.front.front)
+    assert result.front.front
+
+
 @pytest.mark.parametrize("search", ["grid", "grid+sample"])
 def test_killed_driver_resumes_with_every_trial_once(search: str, tmp_path: Path, write_study) -> None:
     if search == "grid":
