@@ -217,15 +217,11 @@ def run_study(study: Study, *, address: str | None = None, resume: bool = False,
     status = "FAILED"
     try:
         # 1. shared base models, each trained once (in parallel as Ray tasks)
-        bases: dict[str, Any] = {}  # base key → ObjectRef of its checkpoint path
+        recipes = {base_key(o): o for o in (_base_overrides(study, cell) for cell in cells)}
+        all_fit = _fit_at_once(ray.available_resources(), len(recipes), study.resources.cpu, study.resources.gpu)
         remote_base = ray.remote(num_cpus=study.resources.cpu, num_gpus=study.resources.gpu)(train_base)
-        all_fit = _fit_at_once(ray.available_resources(), len({base_key(_base_overrides(study, c)) for c in cells}),
-                               study.resources.cpu, study.resources.gpu)  # fmt: skip
-        for cell in cells:
-            overrides = _base_overrides(study, cell)
-            key = base_key(overrides)
-            if key not in bases:
-                bases[key] = remote_base.remote(study, overrides, str(_base_dir(study, overrides)), tracker)
+        bases = {key: remote_base.remote(study, overrides, str(_base_dir(study, overrides)), tracker)
+                 for key, overrides in recipes.items()}  # base key → ObjectRef of its checkpoint path
         if not all_fit:
             # trials wait in ray.get for their base while holding their resources: start them only once
             # no base still needs resources, or a base could wait behind the trials waiting for it
