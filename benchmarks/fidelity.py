@@ -14,7 +14,9 @@ that only checks the script runs (its numbers mean nothing). Prints one JSON lin
 as its last line one JSON object: ``base_video_top1``, ``dynamic_video_top1`` (percent),
 ``base_gflops_avg``, ``dynamic_gflops_avg``, ``gflops_static_clips``, ``gflops_fast_clips`` (headline
 variant), ``gflops_reduction_pct``, ``video_top1_drop``, ``targets_met``, ``variants`` (table rows),
-``settings``, ``num_val_videos``. Plots go to ``--out``: ``accuracy_vs_gflops.png``,
+``settings``, ``num_val_videos``, and how sure the comparison is: ``base_video_top1_ci95`` /
+``dynamic_video_top1_ci95`` (Wilson 95% intervals) and ``dynamic_paired_vs_base`` (videos lost and gained
+against the base, McNemar's exact p; `vared_core.analysis.compare`). Plots go to ``--out``: ``accuracy_vs_gflops.png``,
 ``gflops_by_motion.png``, and the headline's per-clip cost histogram and per-layer heatmap.
 
 Targets (issue 5), for the headline variant:
@@ -48,6 +50,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from vared_core.analysis.compare import paired_comparison, wilson_interval
 from vared_core.dynamic import DynamicSpec
 from vared_core.engine import DataConfig, OptimConfig, SyntheticData, TrainConfig, fit
 
@@ -113,13 +116,16 @@ def run(name: str, config: dict[str, Any], meta: dict[str, Any], plots: str | No
     correct: dict[int, list[bool]] = {}
     for v in ev.videos:
         correct.setdefault(v.extra.get("motion", -1), []).append(v.pred == v.label)
+    by_video = [int(v.pred == v.label) for v in sorted(ev.videos, key=lambda v: v.index)]
     row = {
         "variant": name, **meta,
         "video_top1": ev.video_top1, "clip_top1": ev.clip_top1,
         "gflops_avg": ev.gflops_avg, "gflops_min": ev.gflops_min, "gflops_max": ev.gflops_max,
         "gflops_by_motion": {str(k): v for k, v in ev.gflops_by("motion").items()},
         "video_top1_by_motion": {str(k): 100.0 * sum(c) / len(c) for k, c in sorted(correct.items())},
+        "video_top1_ci95": [100.0 * e for e in wilson_interval(sum(by_video), len(by_video))],
         "num_val_videos": ev.num_videos, "fit_s": seconds, "checkpoint": str(result.checkpoint),
+        "correct": by_video,
     }  # fmt: skip
     if plots is not None and ev.layer_names:
         from vared_core.analysis.plots import plot_cost_histogram, plot_feature_ratio
@@ -137,17 +143,20 @@ def _static_fast(row: dict[str, Any]) -> tuple[float, float]:
 def table(base: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     """The README table: one line per model, the base first."""
     lines = [
-        "| variant | S | dims | λ_e | video-1 | Δ vs base | GFLOPs avg | reduction | static-clip GFLOPs | fast-clip GFLOPs |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| variant | S | dims | λ_e | video-1 (95% CI) | Δ vs base | lost / gained (p) | GFLOPs avg | reduction "
+        "| static-clip GFLOPs | fast-clip GFLOPs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in [base, *rows]:
         static, fast = _static_fast(r)
         delta = r["video_top1"] - base["video_top1"]
         cut = 100.0 * (1 - r["gflops_avg"] / base["gflops_avg"])
         lam = "—" if r["lambda_e"] is None else f"{r['lambda_e']:g}"
+        lo, hi = r["video_top1_ci95"]
+        pair = "—" if r is base else "{lost} / {gained} ({p_value:.2g})".format(**r["paired_vs_base"])
         lines.append(
-            f"| {r['variant']} | {r['S']} | {r['dims']} | {lam} | {r['video_top1']:.1f} | {delta:+.1f} | "
-            f"{r['gflops_avg']:.4f} | {cut:+.1f}% | {static:.4f} | {fast:.4f} |"
+            f"| {r['variant']} | {r['S']} | {r['dims']} | {lam} | {r['video_top1']:.1f} ({lo:.0f}–{hi:.0f}) | "
+            f"{delta:+.1f} | {pair} | {r['gflops_avg']:.4f} | {cut:+.1f}% | {static:.4f} | {fast:.4f} |"
         )
     return "\n".join(lines)
 
@@ -240,6 +249,8 @@ def main() -> None:
             rows.append(run(*job))
             print(json.dumps(rows[-1]), flush=True)
 
+    for r in rows:  # which videos each fine-tune lost or gained against the base, and McNemar's p
+        r["paired_vs_base"] = paired_comparison(base["correct"], r["correct"]).to_dict()
     head = rows[0]
     static, fast = _static_fast(head)
     cut = 100.0 * (1 - head["gflops_avg"] / base["gflops_avg"])
@@ -259,6 +270,8 @@ def main() -> None:
         "base_gflops_avg": base["gflops_avg"], "dynamic_gflops_avg": head["gflops_avg"],
         "gflops_static_clips": static, "gflops_fast_clips": fast,
         "gflops_reduction_pct": cut, "video_top1_drop": drop, "targets_met": targets,
+        "base_video_top1_ci95": base["video_top1_ci95"], "dynamic_video_top1_ci95": head["video_top1_ci95"],
+        "dynamic_paired_vs_base": head["paired_vs_base"],
         "variants": [base, *rows], "settings": {**s, "seed": args.seed, "quick": args.quick, "jobs": args.jobs},
         "num_val_videos": base["num_val_videos"], "total_s": time.perf_counter() - t0,
     }))  # fmt: skip

@@ -6,9 +6,12 @@ Typical use::
     report = analyze_redundancy(model, loader, max_clips=500)   # loader batches: {"video": (B, C, T, H, W)}
     print(report.format_table())                                 # Table B.1 per layer and averaged
     report.extremes("time", "cc", k=3)                           # most / least redundant clips (Figure B-1)
+
+and whether a top-1 difference between two models on one test set is more than noise (`compare`).
 """
 from __future__ import annotations
 
+from vared_core.analysis.compare import PairedComparison, paired_comparison, wilson_interval
 from vared_core.analysis.redundancy import (
     CC_THRESHOLD,
     DIMS,
@@ -27,12 +30,15 @@ __all__ = [
     "CC_THRESHOLD",
     "DIMS",
     "METRICS",
+    "PairedComparison",
     "RMSE_THRESHOLD",
     "DimRedundancy",
     "LayerRedundancy",
     "RedundancyReport",
     "analyze_redundancy",
     "num_pairs",
+    "paired_comparison",
     "pairwise_stats",
     "redundancy_proportion",
+    "wilson_interval",
 ]

@@ -1,0 +1,58 @@
+"""Confidence intervals and the paired test, on cases worked out by hand."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from vared_core.analysis.compare import paired_comparison, wilson_interval
+
+
+def test_wilson_interval_matches_the_closed_form() -> None:
+    # 0 of 10: centre = (z²/20)/(1 + z²/10), half-width the same, so the interval is [0, z²/(10 + z²)]
+    z = 1.959963984540054
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(z * z / (10 + z * z))
+    # symmetric around 1/2 at half right
+    lo, hi = wilson_interval(60, 120)
+    assert lo + hi == pytest.approx(1.0)
+    # narrows as the test set grows, and always contains the observed accuracy
+    widths = []
+    for n in (120, 480, 1920):
+        lo, hi = wilson_interval(round(0.7 * n), n)
+        assert lo < 0.7 < hi
+        widths.append(hi - lo)
+    assert widths[0] > widths[1] > widths[2]
+    assert widths[0] == pytest.approx(0.16, abs=0.01)  # ±8 points at 120 videos
+
+
+def test_wilson_interval_refuses_impossible_counts() -> None:
+    with pytest.raises(ValueError, match="3 of 2"):
+        wilson_interval(3, 2)
+    with pytest.raises(ValueError, match="total > 0"):
+        wilson_interval(0, 0)
+
+
+def test_paired_comparison_counts_flips_and_gives_mcnemar_exact_p() -> None:
+    a = [True] * 6 + [False] * 2 + [True] * 10 + [False] * 2
+    b = [False] * 6 + [True] * 2 + [True] * 10 + [False] * 2
+    r = paired_comparison(a, b)
+    assert (r.total, r.lost, r.gained) == (20, 6, 2)
+    assert r.delta_points == pytest.approx(-20.0)
+    # 8 discordant videos, 2 the rarer way: p = 2·(C(8,0) + C(8,1) + C(8,2)) / 2^8 = 2·37/256
+    assert r.p_value == pytest.approx(2 * 37 / 256)
+    # all six flips one way: p = 2 / 2^6
+    assert paired_comparison([True] * 6, [False] * 6).p_value == pytest.approx(2 / 64)
+    # identical predictions: nothing to test
+    same = paired_comparison(a, a)
+    assert (same.lost, same.gained, same.p_value, same.delta_points) == (0, 0, 1.0, 0.0)
+    # a balanced disagreement is as unremarkable as it gets
+    assert paired_comparison([True, False] * 5, [False, True] * 5).p_value == 1.0
+    assert math.isclose(r.to_dict()["p_value"], r.p_value)
+
+
+def test_paired_comparison_needs_the_same_videos() -> None:
+    with pytest.raises(ValueError, match="3 videos for A but 2 for B"):
+        paired_comparison([True] * 3, [True] * 2)
+    with pytest.raises(ValueError, match="no videos"):
+        paired_comparison([], [])

@@ -1,0 +1,79 @@
+"""How sure a video-1 difference is: confidence intervals and a paired test of two models on one test set.
+
+With a few hundred test videos one video moves top-1 by a fraction of a point, so "within 1 point of the
+base" can sit below what a test set resolves. `wilson_interval` gives the 95% interval of one model's
+accuracy; `paired_comparison` counts the videos that a second model gets wrong where the first was right
+(``lost``) and the reverse (``gained``), with McNemar's exact two-sided p-value for "the two are equally
+accurate" (a binomial test on the videos they disagree on).
+
+Example::
+
+    from vared_core.analysis.compare import paired_comparison, wilson_interval
+    lo, hi = wilson_interval(correct=85, total=120)                    # (0.62, 0.78)
+    paired_comparison(base_correct, dynamic_correct)                   # PairedComparison(lost=5, gained=3, ...)
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+__all__ = ["PairedComparison", "paired_comparison", "wilson_interval"]
+
+_Z95 = 1.959963984540054  # two-sided 95% normal quantile
+
+
+def wilson_interval(correct: int, total: int, z: float = _Z95) -> tuple[float, float]:
+    """Wilson score interval (default 95%) of an accuracy ``correct / total``, as fractions in [0, 1]."""
+    if total <= 0 or not 0 <= correct <= total:
+        raise ValueError(f"wilson_interval: need 0 ≤ correct ≤ total and total > 0, got {correct} of {total}")
+    p = correct / total
+    denom = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denom
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Model B against model A on the same videos.
+
+    Attributes:
+        total: videos compared.
+        lost: right under A, wrong under B.
+        gained: wrong under A, right under B.
+        delta_points: B's top-1 minus A's, in percentage points (``100 · (gained − lost) / total``).
+        p_value: McNemar's exact two-sided p-value on the ``lost + gained`` discordant videos (1 when there are none).
+    """
+
+    total: int
+    lost: int
+    gained: int
+    delta_points: float
+    p_value: float
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def _binomial_two_sided(k: int, n: int) -> float:
+    """Exact two-sided p-value of ``k`` successes in ``n`` fair coin flips."""
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(k, n - k) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def paired_comparison(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> PairedComparison:
+    """Compare two models' per-video correctness (same videos, same order)."""
+    if len(a_correct) != len(b_correct):
+        raise ValueError(f"paired_comparison: {len(a_correct)} videos for A but {len(b_correct)} for B")
+    if not a_correct:
+        raise ValueError("paired_comparison: no videos")
+    lost = sum(1 for a, b in zip(a_correct, b_correct) if a and not b)
+    gained = sum(1 for a, b in zip(a_correct, b_correct) if b and not a)
+    total = len(a_correct)
+    return PairedComparison(
+        total=total, lost=lost, gained=gained, delta_points=100.0 * (gained - lost) / total,
+        p_value=_binomial_two_sided(lost, lost + gained),
+    )
