@@ -466,7 +466,7 @@ class DynamicConv(nn.Module):
         b, _, _, ho, wo = like5.shape
         native = torch.empty(self._native_shape(b, ho, wo), device=like5.device, dtype=like5.dtype,
                              memory_format=self._memory_format(self._to_native(like5)))
-        return native.unflatten(0, (b, self.out_frames)).transpose(1, 2) if self.folded else native
+        return self._as_output_clips(native, b)
 
     def _native_shape(self, b: int, ho: int, wo: int) -> tuple[int, ...]:
         if self.folded:
