@@ -6,16 +6,18 @@
    finished one is reused (by later grid cells, later studies, a resumed study). Trials receive the
    tasks' ObjectRefs and wait for their base themselves, so when every base task fits on the
    cluster at once, Tune starts its trial actors while the bases train.
-3. All trials run in one `Tuner` (one set of reused actors): a pure grid as a ``grid_search`` over
-   the cells; a grid with sampled axes through `CellSearch`, which gives every cell its own seeded
-   `OptunaSearch` (multi-objective with two objectives).
+3. All trials run in one `Tuner` (one set of reused actors) through `CellSearch`: a pure grid gives
+   each cell one trial; a grid with sampled axes gives every cell its own seeded `OptunaSearch`
+   (multi-objective with two objectives) and ``num_samples`` trials.
 4. The study's trials are read back from MLflow (the record that survives restarts), the front and
    its hypervolume computed, and logged to the parent run with a table, a PNG and an HTML scatter;
    front trials get the tag ``pareto=true``.
 
 ``resume=True`` restores the Tuner from its experiment folder (finished trials stay finished, an
 interrupted one continues from its checkpoint under its own trial id) and reopens the same parent
-run, so a study killed mid-run ends with every trial exactly once in MLflow.
+run, so a study killed mid-run ends with every trial exactly once in MLflow. `CellSearch` reconciles
+its quotas with the restored trial list, which a kill during Tune's background copy can leave out of
+step with the searcher's saved state.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from typing import Any, NamedTuple
 
 from .pareto import Front, compute_front, format_front, plot_front_html, plot_front_png
 from .schema import Study
-from .tracking import STOPPED_TAG, StudyTracker
+from .tracking import ORPHANED_TAG, STOPPED_TAG, StudyTracker
 
 __all__ = ["StudyResult", "StudyTrials", "run_study", "study_trials", "plan"]
 
@@ -53,7 +55,8 @@ class StudyResult:
 class StudyTrials(NamedTuple):
     """A study's trials as MLflow recorded them, one dict each (trial_id, run_id, metrics, params,
     status, error): ``done`` ran to the end, ``failed`` raised or were cut off, ``stopped`` were stopped
-    early by the scheduler (ASHA) and are neither failures nor candidates for the front."""
+    early by the scheduler (ASHA) and are neither failures nor candidates for the front. Runs tagged
+    orphaned (see `close_orphans`) are in none of the lists."""
 
     done: list[dict[str, Any]]
     failed: list[dict[str, Any]]
@@ -146,6 +149,8 @@ def study_trials(tracker: StudyTracker) -> StudyTrials:
     """A study's trials as recorded in MLflow, finished, failed and stopped early (see `StudyTrials`)."""
     found = StudyTrials([], [], [])
     for run in tracker.child_runs():
+        if run.data.tags.get(ORPHANED_TAG) == "true":
+            continue
         row = {
             "trial_id": run.data.tags.get("trial_id", run.info.run_id), "run_id": run.info.run_id,
             "metrics": dict(run.data.metrics),
@@ -159,6 +164,25 @@ def study_trials(tracker: StudyTracker) -> StudyTrials:
         else:
             found.failed.append(row)
     return found
+
+
+def close_orphans(tracker: StudyTracker, experiment: Path) -> list[str]:
+    """End the trial runs that Tune's finished experiment no longer lists, and return their run ids.
+
+    A driver killed while Tune copied its state can lose a trial that had already opened its MLflow
+    run; on resume `CellSearch` runs that trial again under a new id. The old run would stay RUNNING:
+    it is ended KILLED and tagged ``orphaned=true`` (its metrics stay recorded), and `study_trials`
+    leaves it out. A RUNNING run of a trial Tune does list (a crashed worker) is left as it is.
+    """
+    from .cell_search import saved_trials
+
+    listed = saved_trials(experiment) or {}
+    orphans = [r.info.run_id for r in tracker.child_runs()
+               if r.info.status == "RUNNING" and r.data.tags.get("trial_id") not in listed]  # fmt: skip
+    for run_id in orphans:
+        tracker.client.set_tag(run_id, ORPHANED_TAG, "true")
+        tracker.client.set_terminated(run_id, status="KILLED")
+    return orphans
 
 
 def _log_front(study: Study, tracker: StudyTracker, trials: list[dict[str, Any]]) -> Front:
@@ -192,7 +216,7 @@ def run_study(study: Study, *, address: str | None = None, resume: bool = False,
     from ray import tune
 
     from .progress import ProgressCallback
-    from .cell_search import CellSearch
+    from .cell_search import CellSearch, GridCell
     from .trainable import base_key, train_base, warm_up
 
     storage = Path(study.storage).absolute()
@@ -237,12 +261,12 @@ def run_study(study: Study, *, address: str | None = None, resume: bool = False,
         trainable = tune.with_resources(tune.with_parameters(_trial, study=study, bases=bases, tracker=tracker),
                                         resources)  # fmt: skip
         if study.search.sample:  # every cell's own seeded Optuna search, all in one experiment
-            searchers = [_searcher(study, i) for i in range(len(cells))]
-            search_alg, param_space = CellSearch(searchers, cells, study.search.num_samples), None
-            num_samples = study.search.num_samples * len(cells)
+            searchers, per_cell = [_searcher(study, i) for i in range(len(cells))], study.search.num_samples
         else:  # a pure grid: every cell one trial
-            search_alg, param_space, num_samples = None, {"cell": tune.grid_search(cells)}, 1
-        tune_config = tune.TuneConfig(num_samples=num_samples, search_alg=search_alg, reuse_actors=True,
+            searchers, per_cell = [GridCell() for _ in cells], 1
+        search_alg = CellSearch(searchers, cells, per_cell).search_alg()
+        # num_samples=-1: the cells' quotas say when the study is done (Tune's own count can go stale on resume)
+        tune_config = tune.TuneConfig(num_samples=-1, search_alg=search_alg, reuse_actors=True,
                                       max_concurrent_trials=study.max_concurrent, scheduler=_scheduler(study))
         path = storage / "ray" / _EXPERIMENT
         if resume and tune.Tuner.can_restore(str(path)):
@@ -250,8 +274,9 @@ def run_study(study: Study, *, address: str | None = None, resume: bool = False,
                                        restart_errored=False)  # fmt: skip
         else:
             tuner = tune.Tuner(trainable, run_config=tune.RunConfig(name=_EXPERIMENT, **run_cfg),
-                               tune_config=tune_config, param_space=param_space)  # fmt: skip
+                               tune_config=tune_config)  # fmt: skip
         tuner.fit()
+        close_orphans(tracker, path)
         ray.get(list(bases.values()))  # a base that failed fails the study (its trials failed waiting for it)
 
         # 3. the front, from what MLflow recorded

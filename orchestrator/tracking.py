@@ -24,6 +24,7 @@ __all__ = ["StudyTracker", "TrialRun", "code_version", "flatten"]
 
 ROLE_TRIAL, ROLE_BASE = "trial", "base"
 STOPPED_TAG = "stopped_early"  # "true" on a trial run the scheduler (ASHA) stopped before its last epoch
+ORPHANED_TAG = "orphaned"  # "true" on a trial run whose Tune trial a killed driver lost (run again under a new id)
 
 
 def code_version() -> str:
