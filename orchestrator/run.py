@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 
 from .pareto import Front, compute_front, format_front, plot_front_html, plot_front_png
 from .schema import Study
-from .tracking import ORPHANED_TAG, STOPPED_TAG, StudyTracker
+from .tracking import BASE_DONE_FILE, ORPHANED_TAG, STOPPED_TAG, StudyTracker
 
 __all__ = ["StudyResult", "StudyTrials", "run_study", "study_trials", "plan"]
 
@@ -87,7 +87,7 @@ def plan(study: Study) -> dict[str, Any]:
     bases = {}
     for cell in cells:
         d = _base_dir(study, _base_overrides(study, cell))
-        bases[str(d)] = (d / "done.json").exists()  # trainable.train_base's marker
+        bases[str(d)] = (d / BASE_DONE_FILE).exists()
     return {
         "study": study.name, "cells": cells, "trials": _num_trials(study),
         "bases": [{"dir": d, "cached": c} for d, c in bases.items()],

@@ -25,6 +25,7 @@ __all__ = ["StudyTracker", "TrialRun", "code_version", "flatten"]
 ROLE_TRIAL, ROLE_BASE = "trial", "base"
 STOPPED_TAG = "stopped_early"  # "true" on a trial run the scheduler (ASHA) stopped before its last epoch
 ORPHANED_TAG = "orphaned"  # "true" on a trial run whose Tune trial a killed driver lost (run again under a new id)
+BASE_DONE_FILE = "done.json"  # written in a base model's folder once its training finished (a cached base)
 
 
 def code_version() -> str:

@@ -21,13 +21,12 @@ from ray import tune
 from vared_core.engine import fit
 
 from .schema import Study
-from .tracking import ROLE_BASE, STOPPED_TAG, StudyTracker, flatten
+from .tracking import BASE_DONE_FILE, ROLE_BASE, STOPPED_TAG, StudyTracker, flatten
 
 __all__ = ["train_base", "train_trial", "base_key", "warm_up"]
 
 _FAILED = RunStatus.to_string(RunStatus.FAILED)
 _KILLED = RunStatus.to_string(RunStatus.KILLED)
-_DONE_MARKER = "done.json"
 
 
 def warm_up() -> int:
@@ -53,7 +52,7 @@ def train_base(study: Study, overrides: dict[str, Any], output_dir: str, tracker
     for the same recipe shares it: on a cluster, put ``storage`` on a shared file system.
     """
     out = Path(output_dir)
-    marker = out / _DONE_MARKER
+    marker = out / BASE_DONE_FILE
     if marker.exists():
         return json.loads(marker.read_text())["checkpoint"]
     config = study.base_config(out, overrides).model_copy(update={"resume_from": "last"})

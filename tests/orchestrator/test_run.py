@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from orchestrator.run import close_orphans, run_study, study_trials
+from orchestrator.run import close_orphans, plan, run_study, study_trials
 from orchestrator.schema import load_study
 
 pytestmark = pytest.mark.slow
@@ -30,7 +30,10 @@ def test_study_runs_and_logs_trials_front_and_artifacts(tmp_path: Path, write_st
     path = write_study(tmp_path, "e2e", grid={"dims": ["temporal", "both"]},
                        sample={"lambda_e": {"loguniform": [0.1, 4.0]}}, num_samples=2)  # fmt: skip
     study = load_study(path)
+    before = plan(study)
+    assert before["trials"] == 4 and [b["cached"] for b in before["bases"]] == [False]
     result = run_study(study, verbose=0)
+    assert [b["cached"] for b in plan(study)["bases"]] == [True]  # the finished base is reused from now on
     client = MlflowClient(study.tracking_uri())
     trials = _children(result)
     assert len(trials) == 4 and all(r.info.status == "FINISHED" for r in trials)

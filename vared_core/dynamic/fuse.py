@@ -121,7 +121,14 @@ def fuse_batchnorm(model: nn.Module, clip_shape: Sequence[int]) -> nn.Module:
     """
     if len(clip_shape) != 4:
         raise ValueError(f"fuse_batchnorm: clip_shape must be (C, T, H, W), got {tuple(clip_shape)}")
-    fused = copy.deepcopy(model).eval()
+    records = [(m, m.last) for _, m in dynamic_layers(model)]
+    try:  # the last forward's records are not copied: after a training step they hold autograd history
+        for m, _ in records:
+            m.last = None
+        fused = copy.deepcopy(model).eval()
+    finally:
+        for m, record in records:
+            m.last = record
     with torch.no_grad():
         for conv_name, bn_name in _pairs(fused, clip_shape):
             conv, bn = fused.get_submodule(conv_name), fused.get_submodule(bn_name)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vared_core.data import collate_clips, make_loader
-from vared_core.dynamic import clip_gflops, dynamic_layers, track_costs
+from vared_core.dynamic import clip_gflops, dynamic_layers, fuse_batchnorm, track_costs
 
 __all__ = ["EvalResult", "VideoRow", "evaluate", "score_views"]
 
@@ -136,6 +136,7 @@ def evaluate(
     warmup_batches: int = 1,
     class_names: Sequence[str] | None = None,
     channels_last: bool = False,
+    fuse_bn: bool = True,
 ) -> EvalResult:
     """Evaluate ``model`` on every video of ``dataset`` (items with ``"video"`` and ``"label"``).
 
@@ -149,12 +150,17 @@ def evaluate(
         device: where to run; default the model's device.
         warmup_batches: batches left out of the clips/s timing (allocations, kernel selection).
         class_names: names for the per-class tables; default ``dataset.classes`` or "0", "1", …
+        fuse_bn: run an inference copy with BatchNorms folded into their convs (`fuse_batchnorm`), the
+            form a deployed model runs in, so clips/s is inference speed; same outputs up to rounding.
     """
     param = next(model.parameters(), None)
     device = torch.device(device) if device is not None else (param.device if param is not None else torch.device("cpu"))
+    was_training = model.training
+    if fuse_bn and len(dataset) > 0:
+        first = dataset[0]["video"]
+        model = fuse_batchnorm(model, first.shape[-4:])  # an eval-mode copy; the caller's model is untouched
     track_costs(model)
     layers = dynamic_layers(model)
-    was_training = model.training
     model.eval()
     loader = make_loader(dataset, batch_size=batch_size, train=False, num_workers=num_workers, collate_fn=collate_clips)
     clip_correct: list[torch.Tensor] = []

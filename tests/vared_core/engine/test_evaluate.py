@@ -95,3 +95,39 @@ def test_feature_ratios_costs_and_extremes_of_a_dynamic_model() -> None:
     assert ext["0"]["most"].index == 0 and ext["0"]["least"].index == 1
     assert r.gflops_by("motion") == pytest.approx({0: costs[0], 1: costs[1], 2: costs[2], 3: costs[3]})
     assert not math.isnan(r.clips_per_s)
+
+
+class ConvBNNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(3, 8, (1, 3, 3), padding=(0, 1, 1), bias=False)
+        self.bn = nn.BatchNorm3d(8)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.bn(self.conv(x))).mean((2, 3, 4)))
+
+
+def test_fused_inference_copy_scores_like_the_model_it_leaves_untouched() -> None:
+    """evaluate times a BN-folded copy by default; a model straight out of a training step (its layers'
+    records holding autograd history) is evaluated as it is and comes back in training mode, unchanged."""
+    from vared_core.dynamic import fuse_batchnorm
+
+    torch.manual_seed(0)
+    model = dynamize(ConvBNNet(), DynamicSpec(search_space=2), clip_shape=(3, 4, 8, 8))
+    dataset = [{"video": torch.randn(3, 4, 8, 8), "label": i % 3, "index": i} for i in range(6)]
+    model.train()
+    for _ in range(3):  # training forwards: BN statistics move, the layer keeps its record (with history)
+        model(torch.randn(4, 3, 4, 8, 8)).sum().backward()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    batches = []  # batch sizes the BN saw (the copy shares the hook: its probe forward is one clip)
+    model.bn.register_forward_hook(lambda mod, args, out: batches.append(args[0].shape[0]))
+    fused = evaluate(model, dataset, batch_size=3)
+    assert 3 not in batches  # the folded copy scored the clips, the model's BN never ran on them
+    plain = evaluate(model, dataset, batch_size=3, fuse_bn=False)
+    assert batches.count(3) == 2
+    assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert [v.pred for v in fused.videos] == [v.pred for v in plain.videos]
+    assert fused.loss == pytest.approx(plain.loss, rel=1e-5)
+    assert [v.gflops for v in fused.videos] == pytest.approx([v.gflops for v in plain.videos])
+    assert isinstance(fuse_batchnorm(model, (3, 4, 8, 8)).bn, nn.Identity)
