@@ -61,7 +61,8 @@ SETTINGS: dict[str, Any] = {
     "num_frames": 8, "frame_stride": 2, "batch_size": 8,  # clips
     "base_epochs": 30, "base_lr": 0.01, "base_warmup_epochs": 1.0,  # base, from scratch
     "dyn_epochs": 10, "dyn_lr": 0.001, "dyn_warmup_epochs": 0.0, "gate_lr_mult": 10.0,  # dynamic fine-tunes
-    "gate_bias_full": 1.0, "gate_bias_reduced": 0.5, "cheap_zero_init": True,  # DynamicSpec
+    "dyn_policy_warmup_epochs": 0.0,
+    "gate_bias_full": 1.0, "gate_bias_reduced": 0.5, "cheap_zero_init": True, "normalize_weights": True,  # spec
 }  # fmt: skip
 QUICK: dict[str, Any] = {"videos_per_class": 8, "base_epochs": 1, "dyn_epochs": 1}
 
@@ -72,6 +73,7 @@ VARIANTS: list[tuple[str, int, bool, bool, float]] = [
     ("S2 temporal", 2, True, False, 0.8),
     ("S2 channel", 2, False, True, 0.8),
     ("S2 both, λ_e 0", 2, True, True, 0.0),
+    ("static, same fine-tune", 1, True, True, 0.0),  # control: S = 1 is the base network, trained as long
 ]
 
 
@@ -95,10 +97,11 @@ def variant_config(s: dict[str, Any], out: Path, seed: int, variant: tuple, base
     name, search_space, temporal, channel, lambda_e = variant
     spec = DynamicSpec(search_space=search_space, temporal=temporal, channel=channel,
                        gate_bias_full=s["gate_bias_full"], gate_bias_reduced=s["gate_bias_reduced"],
-                       cheap_zero_init=s["cheap_zero_init"])
+                       cheap_zero_init=s["cheap_zero_init"], normalize_weights=s["normalize_weights"])
     folder = name.replace(" ", "_").replace(",", "").replace("λ_e", "lambda")
     return TrainConfig(
         model=s["model"], stage="dynamic", dynamic=spec, base_checkpoint=base_checkpoint, lambda_e=lambda_e,
+        policy_warmup_epochs=s["dyn_policy_warmup_epochs"],
         epochs=s["dyn_epochs"], output_dir=out / "runs" / folder, data=data_config(s, out / "data"),
         optim=OptimConfig(lr=s["dyn_lr"], warmup_epochs=s["dyn_warmup_epochs"], gate_lr_mult=s["gate_lr_mult"]),
         seed=seed, threads=1, eval_every=s["dyn_epochs"], keep_checkpoints=1,
@@ -233,7 +236,7 @@ def main() -> None:
     jobs = []
     for i, v in enumerate(VARIANTS[: args.variants]):
         name, search_space, temporal, channel, lambda_e = v
-        dims = "both" if temporal and channel else ("temporal" if temporal else "channel")
+        dims = "—" if search_space == 1 else ("both" if temporal and channel else ("temporal" if temporal else "channel"))
         meta = {"S": search_space, "dims": dims, "lambda_e": lambda_e}
         jobs.append((name, variant_config(s, out, args.seed, v, ckpt).to_dict(), meta, str(out) if i == 0 else None))
     if args.jobs > 1:

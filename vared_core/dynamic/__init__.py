@@ -6,7 +6,7 @@ from .fuse import fuse_batchnorm
 from .cost import clip_gflops, static_gflops, track_costs
 from .gate import SoftModulationGate
 from .loss import efficiency_loss
-from .policy import dynamic_layers, dynamic_mode, force_policy
+from .policy import dynamic_layers, dynamic_mode, force_policy, random_policy
 from .spec import DynamicSpec
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "dynamize",
     "efficiency_loss",
     "force_policy",
+    "random_policy",
     "fuse_batchnorm",
     "static_gflops",
     "track_costs",

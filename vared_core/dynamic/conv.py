@@ -300,6 +300,9 @@ class DynamicConv(nn.Module):
             vt = self._one_hot(self.forced_temporal, b, self.num_temporal, x5)
         if self.forced_channel is not None:
             vc = self._one_hot(self.forced_channel, b, self.num_channel, x5)
+        if self.spec.normalize_weights:  # a clip's weights sum to 1 per dimension (0 stays 0: layer skipped)
+            vt = vt / vt.sum(1, keepdim=True).clamp(min=1e-6)
+            vc = vc / vc.sum(1, keepdim=True).clamp(min=1e-6)
         return vt, vc, v
 
     @staticmethod

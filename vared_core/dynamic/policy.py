@@ -9,7 +9,7 @@ from torch import nn
 
 from .conv import DynamicConv, Mode
 
-__all__ = ["force_policy", "dynamic_mode", "dynamic_layers"]
+__all__ = ["force_policy", "random_policy", "dynamic_mode", "dynamic_layers"]
 
 Choice = int | Sequence[int] | torch.Tensor | None
 
@@ -55,6 +55,36 @@ def force_policy(model: nn.Module, temporal: Choice = None, channel: Choice = No
         for name, m in layers:
             m.forced_temporal = _check(temporal, m.num_temporal, "temporal", name)
             m.forced_channel = _check(channel, m.num_channel, "channel", name)
+        yield model
+    finally:
+        for (_, m), (t, c) in zip(layers, saved):
+            m.forced_temporal, m.forced_channel = t, c
+
+
+@contextmanager
+def random_policy(model: nn.Module, batch_size: int, generator: torch.Generator | None = None) -> Iterator[nn.Module]:
+    """Pin every dynamic layer, independently, to a uniformly drawn alternative per clip and dimension.
+
+    For training every alternative before the gates choose among them (`TrainConfig.policy_warmup_epochs`):
+    a freshly dynamized model's cheap ops rebuild nothing useful yet, so gates that switch a layer to a
+    reduced alternative early lose accuracy and, layer after layer, collapse the network. Drawing each
+    layer's alternative per clip trains the cheap ops, and the backbone around them, for every
+    combination (the idea of slimmable networks' and once-for-all's training of sub-networks). The gates
+    get no gradient while pinned. Draws come from ``generator`` (default: torch's global generator, which
+    `vared_core.engine.fit` checkpoints, so a resumed run draws the same).
+
+    Example:
+        >>> with random_policy(model, clips.shape[0]):   # doctest: +SKIP
+        ...     loss = F.cross_entropy(model(clips), labels)
+    """
+    layers = dynamic_layers(model)
+    if not layers:
+        raise ValueError("random_policy: the model has no dynamic layers; dynamize it first")
+    saved = [(m.forced_temporal, m.forced_channel) for _, m in layers]
+    try:
+        for _, m in layers:
+            m.forced_temporal = torch.randint(0, m.num_temporal, (batch_size,), generator=generator)
+            m.forced_channel = torch.randint(0, m.num_channel, (batch_size,), generator=generator)
         yield model
     finally:
         for (_, m), (t, c) in zip(layers, saved):

@@ -30,6 +30,12 @@ class DynamicSpec:
             features: a dynamized *trained* model then starts close to it. For fine-tuning a small base:
             on ``benchmarks/fidelity.py``'s tiny R(2+1)D the same 10-epoch fine-tune ended at 69% video-1
             with it and 53% without (base 71%).
+        normalize_weights: divide each clip's gate weights by their sum, per dimension, before they mix the
+            alternatives (eq. 3.5 uses them as they are). Unnormalised, a clip's output scale follows its
+            gate weights, and clips of one batch with different weights reach BatchNorm at different scales;
+            over many dynamic layers that collapses training (``benchmarks/fidelity.py``: 35% video-1
+            unnormalised, 72% normalised, same recipe). Which alternatives are in use, and so the cost, do
+            not change; pinned policies are unaffected.
         layers: fnmatch patterns over module names selecting the convs to make dynamic; ``None`` leaves
             the choice to `dynamize`'s ``include`` argument or the backbone's default.
 
@@ -47,6 +53,7 @@ class DynamicSpec:
     gate_bias_reduced: float = 0.5
     cheap_kernel: int = 3
     cheap_zero_init: bool = False
+    normalize_weights: bool = False
     layers: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:

@@ -110,6 +110,10 @@ class TrainConfig(_Strict):
         dynamic: the dynamic spec (stage ``"dynamic"`` only; default `DynamicSpec()`).
         dynamic_include: fnmatch patterns of the convs to make dynamic; ``None`` = backbone default.
         lambda_e: weight λ_e of the efficiency loss.
+        policy_warmup_epochs: stage ``"dynamic"``: epochs at its start in which every dynamic layer runs a
+            randomly drawn alternative per clip (`vared_core.dynamic.random_policy`), training the cheap ops
+            and backbone for every alternative before the gates learn to choose (0: gates from the start,
+            as the seed). May be fractional; counted in optimizer steps.
         base_checkpoint: checkpoint (file or directory) of a base run whose weights start the fine-tune.
         epochs: training epochs.
         seed: seed of initialisation, clip sampling and shuffling; CPU runs are bit-reproducible.
@@ -132,6 +136,7 @@ class TrainConfig(_Strict):
     dynamic: DynamicSpec | None = None
     dynamic_include: list[str] | None = None
     lambda_e: float = Field(0.8, ge=0)
+    policy_warmup_epochs: float = Field(0.0, ge=0)
     base_checkpoint: Path | None = None
     epochs: int = Field(ge=1)
     optim: OptimConfig = OptimConfig()
@@ -151,6 +156,8 @@ class TrainConfig(_Strict):
     def _stage_fields(self) -> TrainConfig:
         if self.stage == "base" and (self.dynamic is not None or self.base_checkpoint is not None):
             raise ValueError("'dynamic' and 'base_checkpoint' belong to stage 'dynamic'; this run has stage 'base'")
+        if self.stage == "base" and self.policy_warmup_epochs > 0:
+            raise ValueError("'policy_warmup_epochs' belongs to stage 'dynamic'; this run has stage 'base'")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         return self

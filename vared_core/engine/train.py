@@ -12,6 +12,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vared_core.data import make_loader
-from vared_core.dynamic import SoftModulationGate, clip_gflops, dynamize, efficiency_loss, track_costs
+from vared_core.dynamic import SoftModulationGate, clip_gflops, dynamize, efficiency_loss, random_policy, track_costs
 from vared_core.models import build_model, get_model_cfg
 
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
@@ -196,6 +197,7 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
         raise ValueError(
             f"data: {len(train_set)} training videos make no full batch of {config.data.batch_size}; lower data.batch_size"
         )
+    warmup_policy_steps = round(config.policy_warmup_epochs * steps_per_epoch)
     lr = config.optim.lr if config.optim.lr is not None else mcfg.lr
     wd = config.optim.weight_decay if config.optim.weight_decay is not None else mcfg.weight_decay
     optimizer = torch.optim.SGD(
@@ -240,7 +242,9 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last_3d)
             y = batch["label"].to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+            warming = epoch * steps_per_epoch + step < warmup_policy_steps
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp), \
+                    (random_policy(model, x.shape[0]) if warming else nullcontext()):
                 logits = model(x).float()
                 ce = F.cross_entropy(logits, y)
                 eff = efficiency_loss(model, logits, y) if config.stage == "dynamic" else ce.new_zeros(())

@@ -17,6 +17,7 @@ SPECS = [
     DynamicSpec(search_space=2, channel=False),
     DynamicSpec(search_space=1),
 ]
+NORMALIZED = [DynamicSpec(search_space=2, normalize_weights=True), DynamicSpec(search_space=3, normalize_weights=True)]
 
 
 def _wrap(conv: nn.Module, spec: DynamicSpec, frames: int) -> DynamicConv:
@@ -60,7 +61,8 @@ def test_pinned_full_net_equals_original(kind: str, mode: str, make_net, randomi
 
 
 @pytest.mark.parametrize("kind", ["net3d", "net2d_folded"])
-@pytest.mark.parametrize("spec", SPECS[:4], ids=lambda s: f"S{s.search_space}-t{int(s.temporal)}-c{int(s.channel)}")
+@pytest.mark.parametrize("spec", SPECS[:4] + NORMALIZED,
+                         ids=lambda s: f"S{s.search_space}-t{int(s.temporal)}-c{int(s.channel)}-n{int(s.normalize_weights)}")
 def test_hard_equals_soft_for_random_gates(kind: str, spec: DynamicSpec, make_net, randomize_bn, randomize_gates) -> None:
     net = dynamize(make_net(kind), spec, clip_shape=(3, 8, 16, 16))
     randomize_bn(net)
@@ -158,3 +160,26 @@ def test_weights_stay_the_same_tensors_and_state_dict_keys(make_net) -> None:
     missing, unexpected = net.load_state_dict(static_state, strict=False)
     assert not unexpected
     assert all(".gate." in k or "_ops." in k for k in missing)
+
+
+def test_normalized_weights_sum_to_one_and_keep_choices_and_costs() -> None:
+    """normalize_weights rescales each clip's weights to sum 1 per dimension: the same alternatives are
+    in use (same choices, same costs), and a clip using one alternative gets exactly that alternative."""
+    torch.manual_seed(0)
+    conv = nn.Conv3d(8, 16, (1, 3, 3), padding=(0, 1, 1))
+    raw, norm = (_wrap(conv, DynamicSpec(search_space=3, normalize_weights=n), 4) for n in (False, True))
+    with torch.no_grad():
+        raw.gate.fc2.weight.normal_(0, 2.0)  # input-dependent gates: clips differ in what they use
+    norm.load_state_dict(raw.state_dict())
+    x = torch.randn(16, 8, 4, 8, 8)
+    y_raw, y_norm = raw(x), norm(x)
+    v = norm.last.gate
+    sums = torch.stack([v[:, : norm.num_temporal].sum(1), v[:, norm.num_temporal:].sum(1)], 1)
+    live = sums > 0
+    assert torch.allclose(sums[live], torch.ones_like(sums[live]), atol=1e-5)
+    assert torch.equal(raw.last.channel_choice, norm.last.channel_choice)
+    assert torch.equal(raw.last.temporal_choice, norm.last.temporal_choice)
+    assert torch.equal(raw.last.clip_macs, norm.last.clip_macs)
+    assert not torch.allclose(y_raw, y_norm)
+    with force_policy(raw, temporal=1, channel=2), force_policy(norm, temporal=1, channel=2):
+        assert torch.equal(raw(x), norm(x))  # one-hot weights already sum to 1

@@ -128,3 +128,32 @@ def test_nan_loss_raises_a_clear_error(engine_data, make_base_config, tmp_path) 
     config = make_base_config(engine_data, tmp_path / "g", epochs=4, optim=OptimConfig(lr=1e30), eval_every=100)
     with pytest.raises(TrainingDiverged, match=r"loss is (nan|inf).*epoch 1.*lower optim.lr"):
         fit(config)
+
+
+def test_policy_warmup_trains_every_alternative_before_the_gates(base_run: FitResult, engine_data, make_base_config,
+                                                                tmp_path) -> None:  # fmt: skip
+    """Epoch 1 runs randomly drawn alternatives (the gates get no gradient and stay as initialised, the
+    cheap ops train); epoch 2 hands the choice to the gates."""
+    config = make_base_config(
+        engine_data, tmp_path / "warm", stage="dynamic", base_checkpoint=base_run.checkpoint, epochs=2,
+        dynamic=DynamicSpec(search_space=2), policy_warmup_epochs=1, optim=OptimConfig(lr=0.01, gate_lr_mult=10),
+    )  # fmt: skip
+    torch.manual_seed(config.seed)  # as fit does before building: the same gate initialisation
+    start = build_run_model(config, num_classes=2).state_dict()
+
+    def gates_and_cheap_ops(state: dict) -> tuple[dict, dict]:
+        gate = {k: v for k, v in state.items() if ".gate." in k and "running" not in k and "batches" not in k}
+        cheap = {k: v for k, v in state.items() if "_ops." in k and "running" not in k and "batches" not in k}
+        assert gate and cheap
+        return gate, cheap
+
+    after = {}
+    fit(config, on_epoch=lambda e, m, ckpt: after.setdefault(e, load_checkpoint(ckpt)["model"]))
+    gate0, cheap0 = gates_and_cheap_ops(start)
+    gate1, cheap1 = gates_and_cheap_ops(after[1])
+    gate2, _ = gates_and_cheap_ops(after[2])
+    assert all(torch.equal(gate0[k], gate1[k]) for k in gate0)  # pinned: no gradient reached the gates
+    assert any(not torch.equal(cheap0[k], cheap1[k]) for k in cheap0)  # the cheap ops learned
+    assert any(not torch.equal(gate1[k], gate2[k]) for k in gate1)  # then the gates did
+    with pytest.raises(ValueError, match="policy_warmup_epochs"):
+        make_base_config(engine_data, tmp_path / "b", policy_warmup_epochs=1)
