@@ -22,7 +22,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from vared_core.data import make_loader
-from vared_core.dynamic import SoftModulationGate, clip_gflops, dynamize, efficiency_loss, random_policy, track_costs
+from vared_core.dynamic import (
+    SoftModulationGate,
+    clip_gflops,
+    dynamic_layers,
+    dynamize,
+    efficiency_loss,
+    random_policy,
+    track_costs,
+)
 from vared_core.models import build_model, get_model_cfg
 
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
@@ -197,7 +205,8 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
         raise ValueError(
             f"data: {len(train_set)} training videos make no full batch of {config.data.batch_size}; lower data.batch_size"
         )
-    warmup_policy_steps = round(config.policy_warmup_epochs * steps_per_epoch)
+    # random policies need dynamic layers; S = 1 (static) has none: nothing to warm up
+    warmup_policy_steps = round(config.policy_warmup_epochs * steps_per_epoch) if dynamic_layers(model) else 0
     lr = config.optim.lr if config.optim.lr is not None else mcfg.lr
     wd = config.optim.weight_decay if config.optim.weight_decay is not None else mcfg.weight_decay
     optimizer = torch.optim.SGD(

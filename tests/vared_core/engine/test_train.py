@@ -157,3 +157,7 @@ def test_policy_warmup_trains_every_alternative_before_the_gates(base_run: FitRe
     assert any(not torch.equal(gate1[k], gate2[k]) for k in gate1)  # then the gates did
     with pytest.raises(ValueError, match="policy_warmup_epochs"):
         make_base_config(engine_data, tmp_path / "b", policy_warmup_epochs=1)
+    # S = 1 (the static control) has no dynamic layers: nothing to draw, the warm-up is a plain fine-tune
+    static = fit(config.model_copy(update={"dynamic": DynamicSpec(search_space=1), "epochs": 1,
+                                           "output_dir": tmp_path / "static"}))  # fmt: skip
+    assert not dynamic_layers(static.model) and math.isfinite(static.history[0]["loss"])
