@@ -538,7 +538,8 @@ class DynamicConv(nn.Module):
 
     def _skipped_output(self, b: int, height: int, width: int, x: torch.Tensor) -> torch.Tensor:
         """Native output of a batch whose every clip skips the layer."""
-        native = x.new_empty(self._output_shape(b, height, width))
+        native = torch.empty(self._output_shape(b, height, width), device=x.device, dtype=x.dtype,
+                             memory_format=self._memory_format(x))  # the layout every other path returns
         self._fill_skipped(self._as_output_clips(native, b))
         return native
 

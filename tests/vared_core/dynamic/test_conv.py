@@ -147,6 +147,9 @@ def test_zero_gate_outputs_zeros_and_costs_only_the_gate() -> None:
         assert y.shape == (3, 8, 4, 6, 6) and torch.count_nonzero(y) == 0
         assert torch.all(dyn.last.clip_macs == dyn.gate.macs)
         assert torch.all(dyn.last.channel_choice == -1)
+        # a channels-last input gets a channels-last output, as on every computing path
+        y = dyn(x.contiguous(memory_format=torch.channels_last_3d))
+        assert y.is_contiguous(memory_format=torch.channels_last_3d) and torch.count_nonzero(y) == 0
 
 
 def test_weights_stay_the_same_tensors_and_state_dict_keys(make_net) -> None:
