@@ -1,7 +1,7 @@
 """Pinning gates to chosen alternatives, and choosing soft or hard execution."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -34,6 +34,23 @@ def _check(choice: Choice, n: int, dim: str, name: str) -> torch.Tensor | int | 
 
 
 @contextmanager
+def _pinned(model: nn.Module, caller: str, choose: Callable[[str, DynamicConv], tuple]) -> Iterator[None]:
+    """Set every dynamic layer's pinned (temporal, channel) choice to ``choose(name, layer)`` while the block
+    runs, then restore what each layer had (also when ``choose`` raises part-way)."""
+    layers = dynamic_layers(model)
+    if not layers:
+        raise ValueError(f"{caller}: the model has no dynamic layers; dynamize it first")
+    saved = [(m.forced_temporal, m.forced_channel) for _, m in layers]
+    try:
+        for name, m in layers:
+            m.forced_temporal, m.forced_channel = choose(name, m)
+        yield
+    finally:
+        for (_, m), (t, c) in zip(layers, saved):
+            m.forced_temporal, m.forced_channel = t, c
+
+
+@contextmanager
 def force_policy(model: nn.Module, temporal: Choice = None, channel: Choice = None) -> Iterator[nn.Module]:
     """Pin every gate of ``model`` to one alternative per dimension while the block runs.
 
@@ -47,18 +64,11 @@ def force_policy(model: nn.Module, temporal: Choice = None, channel: Choice = No
         ...     logits = model(clips)            # every dynamic layer computes every other frame
         ...     cost = clip_gflops(model)
     """
-    layers = dynamic_layers(model)
-    if not layers:
-        raise ValueError("force_policy: the model has no dynamic layers; dynamize it first")
-    saved = [(m.forced_temporal, m.forced_channel) for _, m in layers]
-    try:
-        for name, m in layers:
-            m.forced_temporal = _check(temporal, m.num_temporal, "temporal", name)
-            m.forced_channel = _check(channel, m.num_channel, "channel", name)
+    def choose(name: str, m: DynamicConv) -> tuple[torch.Tensor | int | None, torch.Tensor | int | None]:
+        return _check(temporal, m.num_temporal, "temporal", name), _check(channel, m.num_channel, "channel", name)
+
+    with _pinned(model, "force_policy", choose):
         yield model
-    finally:
-        for (_, m), (t, c) in zip(layers, saved):
-            m.forced_temporal, m.forced_channel = t, c
 
 
 @contextmanager
@@ -77,18 +87,12 @@ def random_policy(model: nn.Module, batch_size: int, generator: torch.Generator 
         >>> with random_policy(model, clips.shape[0]):   # doctest: +SKIP
         ...     loss = F.cross_entropy(model(clips), labels)
     """
-    layers = dynamic_layers(model)
-    if not layers:
-        raise ValueError("random_policy: the model has no dynamic layers; dynamize it first")
-    saved = [(m.forced_temporal, m.forced_channel) for _, m in layers]
-    try:
-        for _, m in layers:
-            m.forced_temporal = torch.randint(0, m.num_temporal, (batch_size,), generator=generator)
-            m.forced_channel = torch.randint(0, m.num_channel, (batch_size,), generator=generator)
+    def choose(name: str, m: DynamicConv) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.randint(0, m.num_temporal, (batch_size,), generator=generator),
+                torch.randint(0, m.num_channel, (batch_size,), generator=generator))  # fmt: skip
+
+    with _pinned(model, "random_policy", choose):
         yield model
-    finally:
-        for (_, m), (t, c) in zip(layers, saved):
-            m.forced_temporal, m.forced_channel = t, c
 
 
 @contextmanager
