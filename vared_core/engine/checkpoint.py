@@ -4,6 +4,7 @@ Layout under a run's ``output_dir``::
 
     checkpoints/epoch_0003/checkpoint.pt   model, optimizer, scheduler, scaler, epoch, RNG, config, metrics
     checkpoints/epoch_0003/config.yaml     the run's TrainConfig, for humans
+    replaced/<UTC time>/...                what a run starting over found there (`set_aside_later`)
 
 A folder appears complete or not at all (written under a temporary name, then renamed), so a run
 killed mid-save leaves the previous checkpoint usable.
@@ -13,13 +14,17 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
 
-__all__ = ["CheckpointError", "FORMAT", "checkpoint_dirs", "latest_checkpoint", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CheckpointError", "FORMAT", "checkpoint_dirs", "latest_checkpoint", "load_checkpoint", "save_checkpoint",
+    "set_aside_later",
+]
 
 FORMAT = "vared-checkpoint/1"
 _FILE = "checkpoint.pt"
@@ -63,6 +68,32 @@ def checkpoint_dirs(output_dir: str | os.PathLike[str]) -> list[Path]:
         return []
     found = [(int(m.group(1)), p) for p in base.iterdir() if (m := _EPOCH_DIR.match(p.name)) and (p / _FILE).is_file()]
     return [p for _, p in sorted(found)]
+
+
+def set_aside_later(output_dir: str | os.PathLike[str], epoch: int) -> Path | None:
+    """Move the checkpoints of ``output_dir`` past ``epoch`` to ``replaced/<UTC time>/``; return that folder.
+
+    For a run about to start after ``epoch`` (0: from scratch) in a folder that already holds later
+    checkpoints: those of an earlier run of the folder, or of an attempt that got further than the checkpoint
+    now resumed. Left in place, they would count as this run's newest, so pruning to the newest ``keep``
+    would delete this run's own checkpoints and ``resume_from="last"`` would pick theirs. Starting from
+    scratch, the run's ``metrics.jsonl`` (which the new run rewrites) goes along. Nothing is deleted.
+    """
+    later = [p for p in checkpoint_dirs(output_dir) if int(_EPOCH_DIR.match(p.name).group(1)) > epoch]
+    if not later:
+        return None
+    out = Path(output_dir)
+    dest = out / "replaced" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    n = 1
+    while dest.exists():  # two set-asides within a second
+        n += 1
+        dest = dest.with_name(f"{dest.name.split('.')[0]}.{n}")
+    (dest / "checkpoints").mkdir(parents=True)
+    for p in later:
+        p.rename(dest / "checkpoints" / p.name)
+    if epoch == 0 and (out / "metrics.jsonl").is_file():
+        (out / "metrics.jsonl").rename(dest / "metrics.jsonl")
+    return dest
 
 
 def latest_checkpoint(output_dir: str | os.PathLike[str]) -> Path | None:

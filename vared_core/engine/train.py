@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from vared_core.dynamic import (
 )
 from vared_core.models import build_model, get_model_cfg
 
-from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint, set_aside_later
 from .config import TrainConfig
 from .data import build_datasets, clip_geometry
 from .evaluate import EvalResult, evaluate
@@ -231,6 +232,10 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
         if device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"], device)
         start_epoch, history = int(state["epoch"]), list(state.get("history", []))
+    replaced = set_aside_later(out, start_epoch)
+    if replaced is not None:
+        warnings.warn(f"fit: {out} held checkpoints past epoch {start_epoch} of another run or attempt; "
+                      f"moved to {replaced}", stacklevel=2)
 
     def run_eval() -> EvalResult:
         return evaluate(model, val_set, batch_size=config.data.eval_batch_size or config.data.batch_size,

@@ -100,8 +100,14 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(engine_data, make
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]
     lines = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in lines] == [1.0, 2.0, 3.0]  # the resumed run continues the file
-    fit(make_base_config(engine_data, tmp_path / "b", epochs=1, eval_every=1))  # a fresh run in the same folder
-    assert len((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()) == 1  # replaces it
+    with pytest.warns(UserWarning, match="moved to"):  # a fresh run in the same folder replaces it
+        fresh = fit(make_base_config(engine_data, tmp_path / "b", epochs=1, eval_every=1))
+    assert len((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()) == 1
+    # its own checkpoint survives pruning (keep 2): the old run's epochs 2-3 are set aside, not taken as newer
+    assert checkpoint_dirs(tmp_path / "b") == [fresh.checkpoint] and fresh.checkpoint.name == "epoch_0001"
+    (replaced,) = (tmp_path / "b" / "replaced").iterdir()
+    assert [p.name for p in checkpoint_dirs(replaced)] == ["epoch_0002", "epoch_0003"]
+    assert len((replaced / "metrics.jsonl").read_text().splitlines()) == 3  # the old history is kept too
 
 
 def test_resume_from_another_run_is_refused(base_run: FitResult, engine_data, make_base_config, tmp_path) -> None:
