@@ -155,11 +155,7 @@ def evaluate(
     """
     param = next(model.parameters(), None)
     device = torch.device(device) if device is not None else (param.device if param is not None else torch.device("cpu"))
-    was_training = model.training
-    if fuse_bn and len(dataset) > 0:
-        first = dataset[0]["video"]
-        model = fuse_batchnorm(model, first.shape[-4:])  # an eval-mode copy; the caller's model is untouched
-    track_costs(model)
+    was_training, caller_model = model.training, model
     layers = dynamic_layers(model)
     model.eval()
     loader = make_loader(dataset, batch_size=batch_size, train=False, num_workers=num_workers, collate_fn=collate_clips)
@@ -180,6 +176,11 @@ def evaluate(
             if channels_last and x.dim() == 5:
                 x = x.contiguous(memory_format=torch.channels_last_3d)
             labels = batch["label"]
+            if not batch_times:  # first batch: set up the model that runs, now that the clip shape is known
+                if fuse_bn:  # an eval-mode copy; the caller's model is untouched
+                    model = fuse_batchnorm(caller_model, x.shape[-4:])
+                track_costs(model)
+                layers = dynamic_layers(model)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             start = time.perf_counter()
@@ -208,7 +209,7 @@ def evaluate(
                     extra={k: int(batch[k][i]) for k in extra_keys},
                 ))  # fmt: skip
     finally:
-        model.train(was_training)
+        caller_model.train(was_training)
     if not videos:
         raise ValueError("evaluate: the dataset is empty")
     names = list(class_names or getattr(dataset, "classes", None) or [])
