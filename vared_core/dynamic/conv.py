@@ -300,10 +300,22 @@ class DynamicConv(nn.Module):
             vt = self._one_hot(self.forced_temporal, b, self.num_temporal, x5)
         if self.forced_channel is not None:
             vc = self._one_hot(self.forced_channel, b, self.num_channel, x5)
+        if not self.spec.skip_layers:  # a dimension weighted all zero takes its cheapest alternative
+            vt, vc = self._no_skip(vt), self._no_skip(vc)
         if self.spec.normalize_weights:  # a clip's weights sum to 1 per dimension (0 stays 0: layer skipped)
             vt = vt / vt.sum(1, keepdim=True).clamp(min=1e-6)
             vc = vc / vc.sum(1, keepdim=True).clamp(min=1e-6)
         return vt, vc, v
+
+    @staticmethod
+    def _no_skip(v: torch.Tensor) -> torch.Tensor:
+        """``v`` (B, S) with each all-zero row replaced by weight 1 on the last (cheapest) alternative."""
+        dead = v.amax(1, keepdim=True) <= 0
+        if v.shape[1] == 1 or not bool(dead.any()):
+            return v
+        cheapest = torch.zeros_like(v[:1])
+        cheapest[0, -1] = 1
+        return torch.where(dead, cheapest, v)
 
     @staticmethod
     def _one_hot(choice: torch.Tensor | int, b: int, n: int, like: torch.Tensor) -> torch.Tensor:

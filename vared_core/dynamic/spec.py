@@ -36,6 +36,12 @@ class DynamicSpec:
             over many dynamic layers that collapses training (``benchmarks/fidelity.py``: 35% video-1
             unnormalised, 72% normalised, same recipe). Which alternatives are in use, and so the cost, do
             not change; pinned policies are unaffected.
+        skip_layers: a clip whose gate weights along a dimension are all zero skips the layer: it outputs
+            zeros and costs nothing (the seed, method doc §3). ``False``: such a clip computes that
+            dimension's cheapest alternative instead. The efficiency loss rewards a skip with a cost of 0,
+            and max(tanh, 0) passes no gradient back out of it, so a skip learned while the network still
+            needs the layer stays: on ``benchmarks/fidelity.py``'s tiny R(2+1)D, fine-tunes whose accuracy
+            collapsed had up to 65% of clips skipping a layer.
         layers: fnmatch patterns over module names selecting the convs to make dynamic; ``None`` leaves
             the choice to `dynamize`'s ``include`` argument or the backbone's default.
 
@@ -54,6 +60,7 @@ class DynamicSpec:
     cheap_kernel: int = 3
     cheap_zero_init: bool = False
     normalize_weights: bool = False
+    skip_layers: bool = True
     layers: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import pytest
 import torch
@@ -150,6 +151,30 @@ def test_zero_gate_outputs_zeros_and_costs_only_the_gate() -> None:
         # a channels-last input gets a channels-last output, as on every computing path
         y = dyn(x.contiguous(memory_format=torch.channels_last_3d))
         assert y.is_contiguous(memory_format=torch.channels_last_3d) and torch.count_nonzero(y) == 0
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_without_skips_a_zero_dimension_takes_its_cheapest_alternative(normalize: bool) -> None:
+    """skip_layers=False: a clip whose gate zeroes one dimension computes that dimension's cheapest
+    alternative (and what the other dimension chose), exactly as if pinned to it; live clips are unchanged."""
+    torch.manual_seed(0)
+    conv = nn.Conv3d(4, 8, (1, 3, 3), padding=(0, 1, 1))
+    spec = DynamicSpec(search_space=3, normalize_weights=normalize)
+    skip, floor = _wrap(copy.deepcopy(conv), spec, 4), _wrap(copy.deepcopy(conv), replace(spec, skip_layers=False), 4)
+    floor.load_state_dict(skip.state_dict())
+    for m in (skip, floor):
+        m.gate.beta.data[3:] = -5.0  # every channel alternative weighted 0 for every clip; time still gated
+    x = torch.randn(3, 4, 4, 6, 6)
+    for mode in ("soft", "hard"):
+        with dynamic_mode(skip, mode), dynamic_mode(floor, mode):
+            y_skip, y = skip(x), floor(x)
+        assert torch.count_nonzero(y_skip) == 0 and torch.all(skip.last.channel_choice == -1)
+        assert torch.all(floor.last.channel_choice == 2)
+        assert torch.equal(floor.last.temporal_choice, skip.last.temporal_choice)
+        assert torch.all(floor.last.clip_macs > floor.gate.macs)
+        with dynamic_mode(floor, mode), force_policy(floor, channel=2):
+            pinned = floor(x)
+        assert torch.allclose(y, pinned, atol=1e-5)
 
 
 def test_weights_stay_the_same_tensors_and_state_dict_keys(make_net) -> None:
