@@ -85,6 +85,10 @@ class OptimConfig(_Strict):
     `ModelCfg.weight_decay`). Weight decay applies to conv and linear weights, not to norms or biases.
     ``gate_lr_mult`` scales the learning rate of the soft modulation gates, which a dynamic fine-tune
     trains from scratch while the backbone only adapts (e.g. backbone lr 0.001, gates ×10).
+    ``grad_clip`` bounds the gradient norm of the whole model; ``gate_grad_clip`` that of the gates' parameters
+    alone (applied first), so a fine-tune can give the gates a high learning rate without their occasional
+    large gradients (a clip whose gate weights nearly vanish: normalised weights divide by their sum) turning
+    into steps that flip every clip's policy at once.
     """
 
     lr: float | None = Field(None, gt=0)
@@ -95,6 +99,7 @@ class OptimConfig(_Strict):
     min_lr_ratio: float = Field(0.0, ge=0, le=1)
     grad_clip: float | None = Field(None, gt=0)
     gate_lr_mult: float = Field(1.0, gt=0)
+    gate_grad_clip: float | None = Field(None, gt=0)
 
 
 class TrainConfig(_Strict):

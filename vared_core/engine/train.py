@@ -149,6 +149,10 @@ def _lr_lambda(total_steps: int, warmup_steps: int, min_ratio: float) -> Callabl
 
 def _check_resume(config: TrainConfig, saved: dict[str, Any], path: Path) -> None:
     now = config.to_dict()
+    try:  # fields added to TrainConfig since the checkpoint was written compare as their defaults
+        saved = TrainConfig.model_validate(saved).to_dict()
+    except ValueError:  # a field since renamed or removed: compare what was written
+        pass
     diffs = []
     for key in sorted(set(now) | set(saved)):
         if key in _RESUME_FREE:
@@ -210,6 +214,7 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
     warmup_policy_steps = round(config.policy_warmup_epochs * steps_per_epoch) if dynamic_layers(model) else 0
     lr = config.optim.lr if config.optim.lr is not None else mcfg.lr
     wd = config.optim.weight_decay if config.optim.weight_decay is not None else mcfg.weight_decay
+    gate_params = [p for m in model.modules() if isinstance(m, SoftModulationGate) for p in m.parameters()]
     optimizer = torch.optim.SGD(
         _param_groups(model, lr, wd, config.optim.gate_lr_mult), lr=lr, momentum=config.optim.momentum, nesterov=config.optim.nesterov
     )
@@ -270,8 +275,11 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
                 )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
-            if config.optim.grad_clip is not None:
+            if config.optim.grad_clip is not None or config.optim.gate_grad_clip is not None:
                 scaler.unscale_(optimizer)
+            if config.optim.gate_grad_clip is not None and gate_params:
+                nn.utils.clip_grad_norm_(gate_params, config.optim.gate_grad_clip)
+            if config.optim.grad_clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
             scaler.step(optimizer)
             scaler.update()

@@ -21,6 +21,7 @@ from vared_core.engine import (
     fit,
     load_checkpoint,
     load_model,
+    save_checkpoint,
 )
 from vared_core.engine.data import build_datasets
 from vared_core.models import get_model_cfg
@@ -116,6 +117,20 @@ def test_resume_from_another_run_is_refused(base_run: FitResult, engine_data, ma
         fit(other)
 
 
+def test_a_checkpoint_from_before_a_new_config_field_still_resumes(base_run: FitResult, tmp_path) -> None:
+    """A field added to TrainConfig later (with a default) is not a difference: the old run resumes."""
+    state = load_checkpoint(base_run.checkpoint)
+    del state["config"]["optim"]["gate_grad_clip"]  # as written before the field existed
+    state.pop("format")
+    old = save_checkpoint(tmp_path / "old", state, epoch=int(state["epoch"]))
+    config = base_run.config.model_copy(update={"output_dir": tmp_path / "old", "resume_from": old})
+    resumed = fit(config)  # at its last epoch: evaluates what the checkpoint holds
+    assert resumed.checkpoint == old and resumed.evaluation.video_top1 == base_run.evaluation.video_top1
+    changed = config.model_copy(update={"optim": config.optim.model_copy(update={"gate_grad_clip": 1.0})})
+    with pytest.raises(CheckpointError, match="gate_grad_clip"):  # a real difference is still refused
+        fit(changed)
+
+
 def test_bad_base_checkpoints_are_named(base_run: FitResult, engine_data, make_base_config, tmp_path) -> None:
     wrong_model = make_base_config(
         engine_data, tmp_path / "d", model="x3d_m_tiny", stage="dynamic", base_checkpoint=base_run.checkpoint
@@ -167,3 +182,28 @@ def test_policy_warmup_trains_every_alternative_before_the_gates(base_run: FitRe
     static = fit(config.model_copy(update={"dynamic": DynamicSpec(search_space=1), "epochs": 1,
                                            "output_dir": tmp_path / "static"}))  # fmt: skip
     assert not dynamic_layers(static.model) and math.isfinite(static.history[0]["loss"])
+
+
+def test_gate_grad_clip_bounds_the_gates_steps_only(base_run: FitResult, engine_data, make_base_config,
+                                                    tmp_path) -> None:  # fmt: skip
+    """optim.gate_grad_clip clips the gates' gradient norm alone: a tiny bound all but freezes the gates
+    while the backbone trains as without it."""
+    def fine_tune(folder: str, clip: float | None) -> tuple[float, float]:
+        config = make_base_config(
+            engine_data, tmp_path / folder, stage="dynamic", base_checkpoint=base_run.checkpoint, epochs=1,
+            dynamic=DynamicSpec(search_space=2), optim=OptimConfig(lr=0.01, gate_lr_mult=10, gate_grad_clip=clip),
+        )  # fmt: skip
+        torch.manual_seed(config.seed)
+        start = build_run_model(config, num_classes=2).state_dict()
+        end = fit(config).model.state_dict()
+        moved = {k: float((end[k] - start[k]).abs().max()) for k in start if start[k].is_floating_point()
+                 and "running" not in k}  # fmt: skip
+        gate = max(v for k, v in moved.items() if ".gate." in k)
+        backbone = max(v for k, v in moved.items() if ".gate." not in k and "_ops." not in k)
+        return gate, backbone
+
+    gate_free, backbone_free = fine_tune("free", None)
+    gate_clipped, backbone_clipped = fine_tune("clipped", 1e-9)
+    assert gate_free > 1e-3 and backbone_free > 1e-4
+    assert gate_clipped < 1e-2 * gate_free  # only weight decay moves them
+    assert backbone_clipped > 0.1 * backbone_free
