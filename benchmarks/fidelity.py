@@ -44,7 +44,8 @@ Settings (see `SETTINGS`), one line each:
 * gate_lr_mult 30: at lambda_e 0.8 and 30 epochs, x10 cut 6% of GFLOPs; x30 17-24% over seeds 0-2; x60 18-25% but
   collapsed at 2 of 3 seeds (43% and 58% video-1). 45 epochs (a gated phase twice as long) cut 25-32%, but seed 1
   collapsed (34%): its gates' gradient norms reached 0.5-6, and in two epochs their weights grew 5-10x.
-* gate_grad_clip 1.0: bounds the gates' gradient norm (`optim.gate_grad_clip`); seed 1 then holds (72.5% at -25%).
+* gate_grad_clip 1.0: bounds the gates' gradient norm (`optim.gate_grad_clip`); seeds 0 and 1 then meet every target
+  (72.5% at -28% and -25%), but seed 2 collapses (35%). A clip of 0.5 holds all three seeds but cuts 20-29%.
 * skip_layers False: a clip whose gate zeroes a dimension computes its cheapest alternative instead of skipping the
   layer; a skip costs 0 in eq. 3.6 and passes no gradient back, and collapsed runs had up to 65% of clips skipping
   a layer. Alone it did not stop seed 1's collapse at 45 epochs (40%); with the clip it keeps the cost honest.
