@@ -310,8 +310,10 @@ class DynamicConv(nn.Module):
     @staticmethod
     def _no_skip(v: torch.Tensor) -> torch.Tensor:
         """``v`` (B, S) with each all-zero row replaced by weight 1 on the last (cheapest) alternative."""
+        if v.shape[1] == 1:  # an ungated dimension: its single weight is 1
+            return v
         dead = v.amax(1, keepdim=True) <= 0
-        if v.shape[1] == 1 or not bool(dead.any()):
+        if not bool(dead.any()):
             return v
         cheapest = torch.zeros_like(v[:1])
         cheapest[0, -1] = 1

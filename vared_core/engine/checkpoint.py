@@ -61,13 +61,18 @@ def save_checkpoint(
     return final
 
 
-def checkpoint_dirs(output_dir: str | os.PathLike[str]) -> list[Path]:
-    """Complete checkpoint folders of a run, oldest first."""
+def _epoch_dirs(output_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
+    """(epoch, folder) of a run's complete checkpoints, oldest first."""
     base = Path(output_dir) / "checkpoints"
     if not base.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in base.iterdir() if (m := _EPOCH_DIR.match(p.name)) and (p / _FILE).is_file()]
-    return [p for _, p in sorted(found)]
+    return sorted((int(m.group(1)), p) for p in base.iterdir()
+                  if (m := _EPOCH_DIR.match(p.name)) and (p / _FILE).is_file())  # fmt: skip
+
+
+def checkpoint_dirs(output_dir: str | os.PathLike[str]) -> list[Path]:
+    """Complete checkpoint folders of a run, oldest first."""
+    return [p for _, p in _epoch_dirs(output_dir)]
 
 
 def set_aside_later(output_dir: str | os.PathLike[str], epoch: int) -> Path | None:
@@ -79,7 +84,7 @@ def set_aside_later(output_dir: str | os.PathLike[str], epoch: int) -> Path | No
     would delete this run's own checkpoints and ``resume_from="last"`` would pick theirs. Starting from
     scratch, the run's ``metrics.jsonl`` (which the new run rewrites) goes along. Nothing is deleted.
     """
-    later = [p for p in checkpoint_dirs(output_dir) if int(_EPOCH_DIR.match(p.name).group(1)) > epoch]
+    later = [p for e, p in _epoch_dirs(output_dir) if e > epoch]
     if not later:
         return None
     out = Path(output_dir)

@@ -156,7 +156,7 @@ def evaluate(
     param = next(model.parameters(), None)
     device = torch.device(device) if device is not None else (param.device if param is not None else torch.device("cpu"))
     was_training, caller_model = model.training, model
-    layers = dynamic_layers(model)
+    layers: list = []  # the dynamic layers of the model that runs, found on the first batch
     model.eval()
     loader = make_loader(dataset, batch_size=batch_size, train=False, num_workers=num_workers, collate_fn=collate_clips)
     clip_correct: list[torch.Tensor] = []

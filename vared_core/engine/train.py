@@ -121,9 +121,14 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[nn.Module, TrainC
     return model.to(device), config
 
 
+def _gate_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters of every soft modulation gate in ``model``."""
+    return [p for m in model.modules() if isinstance(m, SoftModulationGate) for p in m.parameters()]
+
+
 def _param_groups(model: nn.Module, lr: float, weight_decay: float, gate_lr_mult: float) -> list[dict[str, Any]]:
     """SGD groups: weight decay on conv/linear weights only; the gates' parameters at ``lr · gate_lr_mult``."""
-    gate_params = {id(p) for m in model.modules() if isinstance(m, SoftModulationGate) for p in m.parameters()}
+    gate_params = {id(p) for p in _gate_parameters(model)}
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
@@ -214,7 +219,7 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
     warmup_policy_steps = round(config.policy_warmup_epochs * steps_per_epoch) if dynamic_layers(model) else 0
     lr = config.optim.lr if config.optim.lr is not None else mcfg.lr
     wd = config.optim.weight_decay if config.optim.weight_decay is not None else mcfg.weight_decay
-    gate_params = [p for m in model.modules() if isinstance(m, SoftModulationGate) for p in m.parameters()]
+    gate_params = _gate_parameters(model)
     optimizer = torch.optim.SGD(
         _param_groups(model, lr, wd, config.optim.gate_lr_mult), lr=lr, momentum=config.optim.momentum, nesterov=config.optim.nesterov
     )
