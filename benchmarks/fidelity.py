@@ -46,6 +46,10 @@ Settings (see `SETTINGS`), one line each:
   collapsed (34%): its gates' gradient norms reached 0.5-6, and in two epochs their weights grew 5-10x.
 * gate_grad_clip 1.0: bounds the gates' gradient norm (`optim.gate_grad_clip`); seeds 0 and 1 then meet every target
   (72.5% at -28% and -25%), but seed 2 collapses (35%). A clip of 0.5 holds all three seeds but cuts 20-29%.
+* normalize_floor 1e-6 (the division only guarded): at 0.25 (`DynamicSpec.normalize_floor`) no seed collapsed and
+  video-1 rose at all three (+3 to +7 points), but the cut fell to 22-25% and static clips were cheaper at one seed.
+* appearance 0.0: a cue of 0.8 makes static clips classifiable (48-58% right at the base instead of 6-19%), so
+  eq. 3.6 reaches them; no seed collapsed, but each missed one target (static costlier; -3.3 points; a 23.9% cut).
 * skip_layers False: a clip whose gate zeroes a dimension computes its cheapest alternative instead of skipping the
   layer; a skip costs 0 in eq. 3.6 and passes no gradient back, and collapsed runs had up to 65% of clips skipping
   a layer. Alone it did not stop seed 1's collapse at 45 epochs (40%); with the clip it keeps the cost honest.
@@ -79,7 +83,7 @@ SETTINGS: dict[str, Any] = {
     "dyn_epochs": 45, "dyn_lr": 0.003, "dyn_warmup_epochs": 0.0, "gate_lr_mult": 30.0, "gate_grad_clip": 1.0,
     "dyn_policy_warmup_epochs": 15.0,
     "gate_bias_full": 1.0, "gate_bias_reduced": 0.5, "cheap_zero_init": True, "normalize_weights": True,  # spec
-    "skip_layers": False,
+    "normalize_floor": 1e-6, "skip_layers": False,
 }  # fmt: skip
 QUICK: dict[str, Any] = {"videos_per_class": 8, "base_epochs": 1, "dyn_epochs": 2, "dyn_policy_warmup_epochs": 1.0}
 
@@ -118,7 +122,7 @@ def variant_config(
     spec = DynamicSpec(search_space=search_space, temporal=temporal, channel=channel,
                        gate_bias_full=s["gate_bias_full"], gate_bias_reduced=s["gate_bias_reduced"],
                        cheap_zero_init=s["cheap_zero_init"], normalize_weights=s["normalize_weights"],
-                       skip_layers=s["skip_layers"])
+                       normalize_floor=s["normalize_floor"], skip_layers=s["skip_layers"])
     folder = name.replace(" ", "_").replace(",", "").replace("λ_e", "lambda") + (f"_{tag}" if tag else "")
     return TrainConfig(
         model=s["model"], stage="dynamic", dynamic=spec, base_checkpoint=base_checkpoint, lambda_e=lambda_e,

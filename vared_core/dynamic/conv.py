@@ -303,8 +303,9 @@ class DynamicConv(nn.Module):
         if not self.spec.skip_layers:  # a dimension weighted all zero takes its cheapest alternative
             vt, vc = self._no_skip(vt), self._no_skip(vc)
         if self.spec.normalize_weights:  # a clip's weights sum to 1 per dimension (0 stays 0: layer skipped)
-            vt = vt / vt.sum(1, keepdim=True).clamp(min=1e-6)
-            vc = vc / vc.sum(1, keepdim=True).clamp(min=1e-6)
+            floor = self.spec.normalize_floor
+            vt = vt / vt.sum(1, keepdim=True).clamp(min=floor)
+            vc = vc / vc.sum(1, keepdim=True).clamp(min=floor)
         return vt, vc, v
 
     @staticmethod

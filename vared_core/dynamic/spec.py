@@ -36,6 +36,12 @@ class DynamicSpec:
             over many dynamic layers that collapses training (``benchmarks/fidelity.py``: 35% video-1
             unnormalised, 72% normalised, same recipe). Which alternatives are in use, and so the cost, do
             not change; pinned policies are unaffected.
+        normalize_floor: with ``normalize_weights``, the smallest sum a clip's weights are divided by. The
+            gradient reaching a gate through the division grows as 1/sum, so tiny live weights (a gate
+            closing every alternative at once) get huge steps; below the floor the output shrinks with the
+            weights instead. The default (1e-6) only guards the division; it must lie in (0, 1], so a
+            pinned one-hot policy is left as it is. On ``benchmarks/fidelity.py`` (three seeds) 0.25 held
+            accuracy at every seed, where the default collapsed at one, but cut 22-25% of GFLOPs, not 23-28%.
         skip_layers: a clip whose gate weights along a dimension are all zero skips the layer: it outputs
             zeros and costs nothing (the seed, method doc §3). ``False``: such a clip computes that
             dimension's cheapest alternative instead. The efficiency loss rewards a skip with a cost of 0,
@@ -60,6 +66,7 @@ class DynamicSpec:
     cheap_kernel: int = 3
     cheap_zero_init: bool = False
     normalize_weights: bool = False
+    normalize_floor: float = 1e-6
     skip_layers: bool = True
     layers: tuple[str, ...] | None = None
 
@@ -70,6 +77,8 @@ class DynamicSpec:
             raise ValueError(f"DynamicSpec.gate_hidden must be >= 1, got {self.gate_hidden!r}")
         if self.cheap_kernel < 1 or self.cheap_kernel % 2 == 0:
             raise ValueError(f"DynamicSpec.cheap_kernel must be a positive odd integer, got {self.cheap_kernel!r}")
+        if not 0 < self.normalize_floor <= 1:
+            raise ValueError(f"DynamicSpec.normalize_floor must lie in (0, 1], got {self.normalize_floor!r}")
         if self.layers is not None:
             if isinstance(self.layers, str):
                 raise ValueError("DynamicSpec.layers must be a sequence of patterns, not one string; wrap it in a list")

@@ -82,22 +82,32 @@ def test_hard_equals_soft_for_random_gates(kind: str, spec: DynamicSpec, make_ne
         assert torch.equal(m.last.channel_choice, c) and torch.equal(m.last.temporal_choice, t)
 
 
+MIXED = {
+    "one_clip_each": ([0, 1, 2, 1, 0], [2, 1, 0, 0, 1]),
+    # groups whose clips lie evenly spaced (written through strided views) or in uneven runs
+    "strided_groups": ([0, 1, 0, 1, 0, 1, 2, 2, 0], [0, 0, 1, 1, 0, 0, 1, 1, 0]),
+}
+
+
 @pytest.mark.parametrize("kind", ["net3d", "net2d_folded"])
-def test_hard_equals_soft_for_pinned_mixed_batch(kind: str, make_net, randomize_bn, randomize_gates) -> None:
+@pytest.mark.parametrize("policy", MIXED.values(), ids=MIXED.keys())
+def test_hard_equals_soft_for_pinned_mixed_batch(kind: str, policy, make_net, randomize_bn, randomize_gates) -> None:
     net = dynamize(make_net(kind), DynamicSpec(search_space=3), clip_shape=(3, 8, 16, 16))
     randomize_bn(net)
     randomize_gates(net)
-    x = torch.randn(5, 3, 8, 16, 16)
-    with force_policy(net, temporal=[0, 1, 2, 1, 0], channel=[2, 1, 0, 0, 1]):
+    temporal, channel = policy
+    x = torch.randn(len(temporal), 3, 8, 16, 16)
+    with force_policy(net, temporal=temporal, channel=channel):
         with dynamic_mode(net, "soft"):
             y_soft = net(x)
         with dynamic_mode(net, "hard"):
             y_hard = net(x)
     assert (y_soft - y_hard).abs().max() <= 1e-4
     # each clip's output equals that clip run alone with its own policy
-    with force_policy(net, temporal=2, channel=0), dynamic_mode(net, "hard"):
-        alone = net(x[2:3])
-    assert (alone - y_hard[2:3]).abs().max() <= 1e-4
+    for i in (2, len(temporal) - 2):
+        with force_policy(net, temporal=temporal[i], channel=channel[i]), dynamic_mode(net, "hard"):
+            alone = net(x[i : i + 1])
+        assert (alone - y_hard[i : i + 1]).abs().max() <= 1e-4
 
 
 @pytest.mark.parametrize(
@@ -211,3 +221,29 @@ def test_normalized_weights_sum_to_one_and_keep_choices_and_costs() -> None:
     assert not torch.allclose(y_raw, y_norm)
     with force_policy(raw, temporal=1, channel=2), force_policy(norm, temporal=1, channel=2):
         assert torch.equal(raw(x), norm(x))  # one-hot weights already sum to 1
+
+
+def test_normalize_floor_divides_small_sums_by_the_floor() -> None:
+    """normalize_floor: a clip whose weights along a dimension sum to less than the floor is divided by
+    the floor, so its weights stay small instead of being blown up to sum 1 (and the gradient through the
+    division stays bounded by 1/floor); larger sums are normalised as before; pinned policies are unchanged."""
+    torch.manual_seed(0)
+    conv = nn.Conv3d(8, 16, (1, 3, 3), padding=(0, 1, 1))
+    raw = _wrap(conv, DynamicSpec(search_space=2), 4)
+    with torch.no_grad():
+        raw.gate.fc2.weight.normal_(0, 2.0)
+        raw.gate.beta.fill_(0.1)  # small weights: some clips' sums fall under the floor, others do not
+    floored = _wrap(conv, DynamicSpec(search_space=2, normalize_weights=True, normalize_floor=0.5), 4)
+    floored.load_state_dict(raw.state_dict())
+    x = torch.randn(32, 8, 4, 8, 8)
+    raw(x), floored(x)
+    v, w = raw.last.gate, floored.last.gate
+    for dim in (slice(0, 2), slice(2, 4)):
+        sums = v[:, dim].sum(1, keepdim=True)
+        assert bool((sums < 0.5).any()) and bool((sums > 0.5).any())
+        assert torch.allclose(w[:, dim], v[:, dim] / sums.clamp(min=0.5), atol=1e-6)
+    with force_policy(floored, temporal=1, channel=1), force_policy(raw, temporal=1, channel=1):
+        assert torch.equal(floored(x), raw(x))
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="normalize_floor must lie in"):
+            DynamicSpec(normalize_weights=True, normalize_floor=bad)
