@@ -40,8 +40,9 @@ class DynamicSpec:
             gradient reaching a gate through the division grows as 1/sum, so tiny live weights (a gate
             closing every alternative at once) get huge steps; below the floor the output shrinks with the
             weights instead. The default (1e-6) only guards the division; it must lie in (0, 1], so a
-            pinned one-hot policy is left as it is. On ``benchmarks/fidelity.py`` (three seeds) 0.25 held
-            accuracy at every seed, where the default collapsed at one, but cut 22-25% of GFLOPs, not 23-28%.
+            pinned one-hot policy is left as it is. On ``benchmarks/fidelity.py`` (three seeds, 45-epoch
+            fine-tunes) 0.25 held accuracy at every seed, where the default collapsed at one, but cut 22-25% of
+            GFLOPs, not 23-28%; with 60-epoch fine-tunes seed 1 collapsed with it.
         skip_layers: a clip whose gate weights along a dimension are all zero skips the layer: it outputs
             zeros and costs nothing (the seed, method doc §3). ``False``: such a clip computes that
             dimension's cheapest alternative instead. The efficiency loss rewards a skip with a cost of 0,
