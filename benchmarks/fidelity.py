@@ -119,10 +119,8 @@ def variant_config(
     s: dict[str, Any], out: Path, seed: int, variant: tuple, base_checkpoint: Path, data_root: Path, tag: str = ""
 ) -> TrainConfig:
     name, search_space, temporal, channel, lambda_e = variant
-    spec = DynamicSpec(search_space=search_space, temporal=temporal, channel=channel,
-                       gate_bias_full=s["gate_bias_full"], gate_bias_reduced=s["gate_bias_reduced"],
-                       cheap_zero_init=s["cheap_zero_init"], normalize_weights=s["normalize_weights"],
-                       normalize_floor=s["normalize_floor"], skip_layers=s["skip_layers"])
+    spec_settings = {k: v for k, v in s.items() if k in DynamicSpec.__dataclass_fields__}  # the "# spec" ones
+    spec = DynamicSpec(search_space=search_space, temporal=temporal, channel=channel, **spec_settings)
     folder = name.replace(" ", "_").replace(",", "").replace("λ_e", "lambda") + (f"_{tag}" if tag else "")
     return TrainConfig(
         model=s["model"], stage="dynamic", dynamic=spec, base_checkpoint=base_checkpoint, lambda_e=lambda_e,

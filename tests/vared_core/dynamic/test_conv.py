@@ -236,7 +236,8 @@ def test_normalize_floor_divides_small_sums_by_the_floor() -> None:
     floored = _wrap(conv, DynamicSpec(search_space=2, normalize_weights=True, normalize_floor=0.5), 4)
     floored.load_state_dict(raw.state_dict())
     x = torch.randn(32, 8, 4, 8, 8)
-    raw(x), floored(x)
+    raw(x)
+    floored(x)
     v, w = raw.last.gate, floored.last.gate
     for dim in (slice(0, 2), slice(2, 4)):
         sums = v[:, dim].sum(1, keepdim=True)
