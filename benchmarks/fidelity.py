@@ -83,7 +83,7 @@ SETTINGS: dict[str, Any] = {
     "dyn_epochs": 45, "dyn_lr": 0.003, "dyn_warmup_epochs": 0.0, "gate_lr_mult": 30.0, "gate_grad_clip": 1.0,
     "dyn_policy_warmup_epochs": 15.0,
     "gate_bias_full": 1.0, "gate_bias_reduced": 0.5, "cheap_zero_init": True, "normalize_weights": True,  # spec
-    "normalize_floor": 1e-6, "skip_layers": False,
+    "normalize_floor": 1e-6, "detach_gate_input": False, "skip_layers": False,
 }  # fmt: skip
 QUICK: dict[str, Any] = {"videos_per_class": 8, "base_epochs": 1, "dyn_epochs": 2, "dyn_policy_warmup_epochs": 1.0}
 

@@ -182,6 +182,7 @@ class DynamicConv(nn.Module):
                 num_temporal=self.num_temporal if self.num_temporal > 1 else 0,
                 num_channel=self.num_channel if self.num_channel > 1 else 0,
                 bias_full=spec.gate_bias_full, bias_reduced=spec.gate_bias_reduced,
+                detach_input=spec.detach_gate_input,
             ).to(device=self.weight.device)
         self.channel_ops = nn.ModuleList(
             ChannelCheapOp(k, self.out_channels - k, kernel_size=spec.cheap_kernel, weight_ndim=self.weight.dim(),

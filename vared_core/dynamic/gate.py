@@ -25,6 +25,7 @@ class SoftModulationGate(nn.Module):
         num_temporal: S_t (0 when time is not gated).
         num_channel: S_c (0 when channels are not gated).
         bias_full / bias_reduced: initial β for alternative 0 / the reduced alternatives of each dimension.
+        detach_input: pass no gradient back into ``X`` (the gate's own parameters still learn).
 
     Example:
         >>> gate = SoftModulationGate(8, 4, hidden=16, num_temporal=2, num_channel=2).eval()
@@ -42,12 +43,14 @@ class SoftModulationGate(nn.Module):
         num_channel: int,
         bias_full: float = 1.0,
         bias_reduced: float = 0.5,
+        detach_input: bool = False,
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.in_frames = in_frames
         self.num_temporal = num_temporal
         self.num_channel = num_channel
+        self.detach_input = detach_input
         num_out = num_temporal + num_channel
         self.fc1 = nn.Linear(in_channels * in_frames, hidden)
         self.bn = nn.BatchNorm1d(hidden)
@@ -74,5 +77,7 @@ class SoftModulationGate(nn.Module):
             pooled = x.permute(0, 2, 3, 4, 1).flatten(2, 3).mean(2).transpose(1, 2).flatten(1)
         else:
             pooled = x.mean(dim=(3, 4)).flatten(1)  # G: (B, C_in·T)
+        if self.detach_input:
+            pooled = pooled.detach()
         h = torch.tanh(self.bn(self.fc1(pooled)))
         return torch.relu(torch.tanh(self.fc2(h) + self.beta))

@@ -43,6 +43,11 @@ class DynamicSpec:
             pinned one-hot policy is left as it is. On ``benchmarks/fidelity.py`` (three seeds, 45-epoch
             fine-tunes) 0.25 held accuracy at every seed, where the default collapsed at one, but cut 22-25% of
             GFLOPs, not 23-28%; with 60-epoch fine-tunes seed 1 collapsed with it.
+        detach_gate_input: the gates read their input without passing gradient back into the network
+            before them: cross-entropy and λ_e still train the gates, but only the conv path shapes the
+            backbone. Through a gate the gradient passes its normalisation (≈ 1/sum) and tanh slopes, and on
+            ``benchmarks/fidelity.py``'s tiny R(2+1)D the backbone's gradient norm spiked 2-6x through
+            that path in the epochs before a collapse (see the README's fidelity section).
         skip_layers: a clip whose gate weights along a dimension are all zero skips the layer: it outputs
             zeros and costs nothing (the seed, method doc §3). ``False``: such a clip computes that
             dimension's cheapest alternative instead. The efficiency loss rewards a skip with a cost of 0,
@@ -68,6 +73,7 @@ class DynamicSpec:
     cheap_zero_init: bool = False
     normalize_weights: bool = False
     normalize_floor: float = 1e-6
+    detach_gate_input: bool = False
     skip_layers: bool = True
     layers: tuple[str, ...] | None = None
 

@@ -28,6 +28,24 @@ def test_gradients_reach_gate_cheap_ops_and_conv_in_soft_mode(make_net) -> None:
             assert p.grad is not None and p.grad.abs().sum() > 0, f"{name}: no gradient reaches the {what}"
 
 
+def test_detach_gate_input_stops_gate_gradients_at_the_gate(make_net) -> None:
+    """detach_gate_input: a loss that depends only on the gates (the efficiency loss) still trains every
+    gate but sends nothing into the network before them; without it, it does. The conv path is untouched."""
+    grads = {}
+    for detach in (False, True):
+        torch.manual_seed(0)
+        spec = DynamicSpec(search_space=2, detach_gate_input=detach)
+        net = dynamize(make_net("net3d").train(), spec, clip_shape=(3, 8, 16, 16))
+        x, y = torch.randn(4, 3, 8, 16, 16), torch.tensor([0, 1, 2, 3])
+        logits = net(x)
+        efficiency_loss(net, logits, logits.argmax(1)).backward()  # every clip right: μ₀ = 1 for all
+        layers = [m for _, m in dynamic_layers(net)]
+        assert all(m.gate.fc1.weight.grad.abs().sum() > 0 for m in layers), f"detach={detach}: a gate got no gradient"
+        grads[detach] = [m.weight.grad for m in layers]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads[False][:-1])  # via the later gates' inputs
+    assert all(g is None or g.abs().sum() == 0 for g in grads[True])
+
+
 def test_efficiency_loss_value_matches_eq_3_6(make_net) -> None:
     net = dynamize(make_net("net3d").eval(), DynamicSpec(search_space=2), clip_shape=(3, 8, 16, 16))
     x, y = torch.randn(3, 3, 8, 16, 16), torch.zeros(3, dtype=torch.long)
