@@ -130,10 +130,9 @@ def run(args: argparse.Namespace) -> int:
         model = build_model(args.model, num_classes=args.num_classes, num_frames=args.frames)
         note = _load_weights(model, args.checkpoint) if args.checkpoint is not None else None
         frames, size = args.frames or cfg.num_frames, args.size or cfg.test_crop_size
-        sampling = "segment" if cfg.sampling == "segments" else "dense"
         dataset = make_dataset(
             args.list, train=False, num_frames=frames, stride=cfg.frame_stride or 1, size=size,
-            sampling=sampling, clips=1, crops=1, root=args.root,
+            sampling=cfg.sampling, clips=1, crops=1, root=args.root,
         )  # fmt: skip
         if len(dataset) == 0:
             return _fail(f"no usable videos in {args.list}")
@@ -157,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
             "model": args.model, "num_classes": args.num_classes,
             "checkpoint": None if args.checkpoint is None else str(args.checkpoint),
             "list": str(args.list), "root": None if args.root is None else str(args.root),
-            "frames": frames, "size": size, "sampling": sampling,
+            "frames": frames, "size": size, "sampling": cfg.sampling,
         }  # fmt: skip
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2, allow_nan=False) + "\n")

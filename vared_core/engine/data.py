@@ -69,7 +69,7 @@ class ClipGeometry:
     frame_stride: int
     crop_size: int
     test_crop_size: int
-    sampling: str  # "dense" or "segment" (as `make_dataset` names them)
+    sampling: str  # "dense" or "segment" (`ModelCfg.sampling`, `make_dataset`)
 
     @property
     def clip_shape(self) -> tuple[int, int, int, int]:
@@ -88,7 +88,7 @@ def clip_geometry(data: DataConfig, model_cfg: ModelCfg) -> ClipGeometry:
         crop_size=crop,
         # a crop set in the config sets the test crop too, unless that is set on its own
         test_crop_size=data.test_crop_size or (crop if data.crop_size else model_cfg.test_crop_size),
-        sampling="segment" if model_cfg.sampling == "segments" else "dense",
+        sampling=model_cfg.sampling,
     )
 
 

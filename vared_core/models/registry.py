@@ -58,7 +58,7 @@ class ModelCfg:
         crop_size: square training crop, pixels.
         test_crop_size: square center crop of one test view, pixels; the seed's GFLOPs are counted at it
             (one clip, this crop).
-        sampling: ``"dense"`` (T frames ``frame_stride`` apart) or ``"segments"`` (TSN: one frame from each
+        sampling: ``"dense"`` (T frames ``frame_stride`` apart) or ``"segment"`` (TSN: one frame from each
             of T equal segments of the video).
         frame_stride: frames between two sampled frames for dense sampling (source frame rate); ``None``
             for segment sampling.
@@ -74,7 +74,7 @@ class ModelCfg:
     num_frames: int
     crop_size: int
     test_crop_size: int
-    sampling: Literal["dense", "segments"] = "dense"
+    sampling: Literal["dense", "segment"] = "dense"
     frame_stride: int | None = 1
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
@@ -85,8 +85,8 @@ class ModelCfg:
     weight_decay: float = 1e-4
 
     def __post_init__(self) -> None:
-        if self.sampling not in ("dense", "segments"):
-            raise ValueError(f"ModelCfg.sampling must be 'dense' or 'segments', got {self.sampling!r}")
+        if self.sampling not in ("dense", "segment"):
+            raise ValueError(f"ModelCfg.sampling must be 'dense' or 'segment', got {self.sampling!r}")
         if (self.sampling == "dense") != (self.frame_stride is not None):
             raise ValueError(
                 "ModelCfg.frame_stride must be set for dense sampling and None for segment sampling, "

@@ -157,12 +157,12 @@ _DYNAMIC = ("conv1", "layer?.*.conv?", "layer?.0.downsample.0")  # every Conv2d 
 
 default_cfgs: dict[str, ModelCfg] = {
     "tsn_resnet50": ModelCfg(
-        num_frames=16, crop_size=224, test_crop_size=224, sampling="segments", frame_stride=None,
+        num_frames=16, crop_size=224, test_crop_size=224, sampling="segment", frame_stride=None,
         mean=IMAGENET_MEAN, std=IMAGENET_STD, classifier="fc", dynamic_include=_DYNAMIC, paper=_PAPER,
         lr=0.01, weight_decay=5e-4,
     ),
     "tsn_resnet50_tiny": ModelCfg(
-        num_frames=8, crop_size=64, test_crop_size=64, sampling="segments", frame_stride=None,
+        num_frames=8, crop_size=64, test_crop_size=64, sampling="segment", frame_stride=None,
         mean=IMAGENET_MEAN, std=IMAGENET_STD, classifier="fc", dynamic_include=_DYNAMIC, paper=_PAPER,
         lr=0.01, weight_decay=5e-4,
     ),

@@ -36,7 +36,7 @@ def test_detach_gate_input_stops_gate_gradients_at_the_gate(make_net) -> None:
         torch.manual_seed(0)
         spec = DynamicSpec(search_space=2, detach_gate_input=detach)
         net = dynamize(make_net("net3d").train(), spec, clip_shape=(3, 8, 16, 16))
-        x, y = torch.randn(4, 3, 8, 16, 16), torch.tensor([0, 1, 2, 3])
+        x = torch.randn(4, 3, 8, 16, 16)
         logits = net(x)
         efficiency_loss(net, logits, logits.argmax(1)).backward()  # every clip right: μ₀ = 1 for all
         layers = [m for _, m in dynamic_layers(net)]

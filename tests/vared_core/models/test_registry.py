@@ -58,7 +58,7 @@ def test_cfg_is_complete(name: str) -> None:
     assert cfg.classifier == "fc"
     assert cfg.dynamic_include  # each variant names its dynamic convs
     if name.startswith("tsn"):
-        assert cfg.sampling == "segments" and cfg.frame_stride is None
+        assert cfg.sampling == "segment" and cfg.frame_stride is None
     else:
         assert cfg.sampling == "dense" and cfg.frame_stride >= 1
     if name.endswith("_tiny"):
@@ -77,7 +77,7 @@ def test_seed_conventions_in_cfgs() -> None:
 def test_model_cfg_validates() -> None:
     with pytest.raises(ValueError, match="frame_stride must be set for dense sampling"):
         ModelCfg(num_frames=8, crop_size=64, test_crop_size=64, frame_stride=None)
-    with pytest.raises(ValueError, match="sampling must be 'dense' or 'segments'"):
+    with pytest.raises(ValueError, match="sampling must be 'dense' or 'segment'"):
         ModelCfg(num_frames=8, crop_size=64, test_crop_size=64, sampling="uniform")  # type: ignore[arg-type]
 
 
