@@ -34,7 +34,7 @@ Settings (see `SETTINGS`), one line each:
 * no horizontal flip: pan_left and pan_right would swap labels.
 * base: 30 epochs, lr 0.01, 1 warm-up epoch, batch 8 (the backbone's seed lr; ~71% video-1, near this set's
   ceiling of ~83%: static clips carry no class evidence but the object's).
-* fine-tune: 45 epochs at lr 0.003, of which the first 15 run randomly drawn alternatives per layer and clip
+* fine-tune: 60 epochs at lr 0.003, of which the first 15 run randomly drawn alternatives per layer and clip
   (`policy_warmup_epochs`): the cheap ops and backbone learn every alternative before the gates choose. The
   capacity is there (fine-tuned 30 epochs pinned to half the frames in every layer, the network reaches 75%
   video-1; both dims halved, 71%), but gates that switch a layer before its cheap ops work collapse it.
@@ -46,10 +46,16 @@ Settings (see `SETTINGS`), one line each:
   collapsed (34%): its gates' gradient norms reached 0.5-6, and in two epochs their weights grew 5-10x.
 * gate_grad_clip 1.0: bounds the gates' gradient norm (`optim.gate_grad_clip`); seeds 0 and 1 then meet every target
   (72.5% at -28% and -25%), but seed 2 collapses (35%). A clip of 0.5 holds all three seeds but cuts 20-29%.
+* detach_gate_input True: the gates read their input without passing gradient back into the backbone
+  (`DynamicSpec.detach_gate_input`). Before seed 1's collapse the backbone's gradient norm spiked to 24-64 through
+  the gates' inputs (8-11 detached). With it no seed collapsed: at 45 epochs +4 to +8 points at 24-31% cuts, at 60
+  +0.8 to +5.9 points at 26-33%; static clips were cheaper than fast ones at seed 0 only (at 60 epochs).
 * normalize_floor 1e-6 (the division only guarded): at 0.25 (`DynamicSpec.normalize_floor`) no seed collapsed and
   video-1 rose at all three (+3 to +7 points), but the cut fell to 22-25% and static clips were cheaper at one seed.
 * appearance 0.0: a cue of 0.8 makes static clips classifiable (48-58% right at the base instead of 6-19%), so
   eq. 3.6 reaches them; no seed collapsed, but each missed one target (static costlier; -3.3 points; a 23.9% cut).
+  With detached gate inputs and 60 epochs static clips were costlier still (seeds 0, 1: +5.6% and +1.2%): μ₀ puts
+  the efficiency pressure where clips are classified right, and fast clips are right most often.
 * skip_layers False: a clip whose gate zeroes a dimension computes its cheapest alternative instead of skipping the
   layer; a skip costs 0 in eq. 3.6 and passes no gradient back, and collapsed runs had up to 65% of clips skipping
   a layer. Alone it did not stop seed 1's collapse at 45 epochs (40%); with the clip it keeps the cost honest.
@@ -80,10 +86,10 @@ SETTINGS: dict[str, Any] = {
     "classes": 6, "videos_per_class": 80, "frames": 16, "size": 32, "data_seed": 0, "appearance": 0.0,  # data
     "num_frames": 8, "frame_stride": 2, "batch_size": 8,  # clips
     "base_epochs": 30, "base_lr": 0.01, "base_warmup_epochs": 1.0,  # base, from scratch
-    "dyn_epochs": 45, "dyn_lr": 0.003, "dyn_warmup_epochs": 0.0, "gate_lr_mult": 30.0, "gate_grad_clip": 1.0,
+    "dyn_epochs": 60, "dyn_lr": 0.003, "dyn_warmup_epochs": 0.0, "gate_lr_mult": 30.0, "gate_grad_clip": 1.0,
     "dyn_policy_warmup_epochs": 15.0,
     "gate_bias_full": 1.0, "gate_bias_reduced": 0.5, "cheap_zero_init": True, "normalize_weights": True,  # spec
-    "normalize_floor": 1e-6, "detach_gate_input": False, "skip_layers": False,
+    "normalize_floor": 1e-6, "detach_gate_input": True, "skip_layers": False,
 }  # fmt: skip
 QUICK: dict[str, Any] = {"videos_per_class": 8, "base_epochs": 1, "dyn_epochs": 2, "dyn_policy_warmup_epochs": 1.0}
 
