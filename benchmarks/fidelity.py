@@ -70,7 +70,9 @@ import argparse
 import json
 import math
 import multiprocessing
+import os
 import statistics
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -245,6 +247,18 @@ def plot(base: dict[str, Any], rows: list[dict[str, Any]], out: Path) -> list[Pa
     return paths
 
 
+def exit_with_parent(parent: int) -> None:
+    """Pool-worker initializer: the worker exits once ``parent`` (the benchmark) is gone, so a benchmark that
+    is killed or interrupted does not leave its fits training on."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def run_all(jobs: list[tuple], pool: ProcessPoolExecutor | None) -> list[dict[str, Any]]:
     """Rows of `run` for each job, in order, in ``pool`` (or here, one after another); each printed as it is
     collected."""
@@ -321,7 +335,9 @@ def main() -> None:
 
     pool = None
     if args.jobs > 1:
-        pool = ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=exit_with_parent, initargs=(os.getpid(),))
+    finished = False
     try:
         base_meta = {"S": 1, "dims": "—", "lambda_e": None}
         bases = run_all([("base", base_config(s, outs[seed], seed, data_root).to_dict(), base_meta) for seed in seeds],
@@ -335,9 +351,10 @@ def main() -> None:
                 config = variant_config(s, outs[seed], seed, v, Path(base["checkpoint"]), data_root, args.tag).to_dict()
                 jobs.append((name, config, meta, str(outs[seed]) if i == 0 else None))
         all_rows = run_all(jobs, pool)
-    finally:
+        finished = True
+    finally:  # interrupted (Ctrl-C, an error): drop the queued fits; running ones end with this process
         if pool is not None:
-            pool.shutdown()
+            pool.shutdown(wait=finished, cancel_futures=not finished)
 
     per_seed, variants = [], []
     for k, (seed, base) in enumerate(zip(seeds, bases)):
