@@ -11,7 +11,9 @@ against the fastest static layout of the same network (NCDHW or channels_last_3d
 
 Prints one JSON line per policy and stage, then a last line with one JSON object keyed by policy
 (`full`, `half_channel`, `half_temporal`, `half_both`, `mixed`), each
-{"measured_speedup", "ideal_speedup", "fraction_of_ideal", ...}.
+{"measured_speedup", "ideal_speedup", "fraction_of_ideal", ...}; on the stage network the uniform policies also
+carry ``bound_speedup`` and ``bound_fraction_of_ideal``: the same network with each dynamic conv replaced by the
+least work that yields its full output (`ReducedOnly`), i.e. what any implementation could reach here.
 """
 from __future__ import annotations
 
@@ -22,9 +24,10 @@ import statistics
 import time
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from vared_core import DynamicSpec, clip_gflops, dynamize, force_policy, fuse_batchnorm
+from vared_core import DynamicSpec, clip_gflops, dynamic_layers, dynamize, force_policy, fuse_batchnorm
 from vared_core.runtime import retain_freed_memory
 
 # (C_in, C_mid, C_out, temporal stride, spatial stride) of R(2+1)D-18's first block per stage
@@ -64,6 +67,56 @@ def _pinned(model: nn.Module, temporal, channel, x: torch.Tensor):
     return run
 
 
+class ReducedOnly(nn.Module):
+    """A bound on what any implementation of a pinned uniform policy can reach for one conv: the conv computes
+    only the ``channels`` outputs at every ``factor``-th frame (its own kernel, no gate), and the rest of the
+    full-size output is filled by plain copies of that block, where the dynamic conv runs its cheap ops.
+    The next layer needs the full output, so this is the least work that produces it: the gap between the
+    dynamic net and this bound is the mechanism's own overhead, the gap between this bound and the MAC-based
+    ideal the memory traffic the ideal does not count."""
+
+    def __init__(self, conv: nn.Conv3d, factor: int, channels: int) -> None:
+        super().__init__()
+        assert 2 * channels >= conv.out_channels, "copies fill at most as many maps as were computed"
+        self.weight = nn.Parameter(conv.weight[:channels].detach().clone())
+        self.bias = None if conv.bias is None else nn.Parameter(conv.bias[:channels].detach().clone())
+        self.out_channels, self.factor, self.channels = conv.out_channels, factor, channels
+        self.frame_stride, self.kernel_frames = conv.stride[0], conv.kernel_size[0]
+        self.stride = (conv.stride[0] * factor, *conv.stride[1:])
+        self.padding, self.dilation = conv.padding, conv.dilation
+        # a grouped (depthwise) conv computing fewer outputs also reads fewer input maps
+        self.groups = channels // (conv.out_channels // conv.groups) if conv.groups > 1 else 1
+        self.in_maps = self.groups * (conv.in_channels // conv.groups) if conv.groups > 1 else conv.in_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.conv3d(x[:, : self.in_maps], self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        if self.factor == 1 and self.channels == self.out_channels:
+            return y
+        b, k, _, h, w = y.shape
+        span = x.shape[2] + 2 * self.padding[0] - self.dilation[0] * (self.kernel_frames - 1) - 1
+        frames = span // self.frame_stride + 1  # the full conv's output frames
+        fmt = torch.channels_last_3d if x.is_contiguous(memory_format=torch.channels_last_3d) else torch.contiguous_format
+        out = torch.empty(b, self.out_channels, frames, h, w, dtype=y.dtype, memory_format=fmt)
+        computed = out[:, :, :: self.factor]
+        computed[:, :k] = y
+        if k < self.out_channels:
+            computed[:, k:] = y[:, : self.out_channels - k]
+        for j in range(1, self.factor):
+            out[:, :, j :: self.factor] = computed
+        return out
+
+
+def bound_network(static: nn.Module, dyn: nn.Module, temporal: int, channel: int) -> nn.Module:
+    """``static`` with each conv that ``dyn`` (its dynamized twin) made dynamic replaced by the `ReducedOnly`
+    bound of the pinned alternatives ``temporal`` / ``channel``."""
+    bound = copy.deepcopy(static)
+    for name, layer in dynamic_layers(dyn):
+        parent, _, attr = name.rpartition(".")
+        factor, channels = layer.temporal_factors[temporal], layer.channel_counts[channel]
+        setattr(bound.get_submodule(parent), attr, ReducedOnly(bound.get_submodule(name), factor, channels))
+    return bound
+
+
 def policies(batch: int) -> dict[str, tuple]:
     half = batch // 2
     return {
@@ -82,7 +135,7 @@ def bench(stages, batch: int, frames: int, size: int, repeats: int, fuse: bool =
     static = r2plus1d_like(stages).eval()
     x = torch.randn(batch, stages[0][0], frames, size, size)
     spatial = [str(i) for i in range(0, 6 * len(stages), 6)]
-    return bench_network(static, x, spatial, repeats, fuse)
+    return bench_network(static, x, spatial, repeats, fuse, bounds=True)
 
 
 def bench_backbone(name: str, batch: int, frames: int | None, crop: int | None, repeats: int,
@@ -95,18 +148,24 @@ def bench_backbone(name: str, batch: int, frames: int | None, crop: int | None, 
     torch.manual_seed(0)
     static = build_model(name, num_classes=400, num_frames=frames, crop_size=crop).eval()
     x = torch.randn(batch, 3, frames, crop, crop)
-    return {"model": name, "clip": f"{frames}x{crop}^2", **bench_network(static, x, cfg.dynamic_include, repeats, fuse)}
+    return {"model": name, "clip": f"{frames}x{crop}^2", **bench_network(static, x, cfg.dynamic_include, repeats, fuse,
+                                                                             bounds=True)}
 
 
-def bench_network(static: nn.Module, x: torch.Tensor, include, repeats: int, fuse: bool = True) -> dict[str, dict]:
+def bench_network(
+    static: nn.Module, x: torch.Tensor, include, repeats: int, fuse: bool = True, bounds: bool = False
+) -> dict[str, dict]:
     """Time ``static`` (in its faster layout) against its dynamized twin under every pinned policy.
 
-    With ``fuse`` both run in inference form, every BatchNorm after a conv folded into it (`fuse_batchnorm`)."""
+    With ``fuse`` both run in inference form, every BatchNorm after a conv folded into it (`fuse_batchnorm`).
+    With ``bounds`` (and every dynamized conv a Conv3d) each uniform policy is also timed as its `ReducedOnly`
+    bound."""
     batch = x.shape[0]
     clip = tuple(x.shape[1:])
     dyn = dynamize(copy.deepcopy(static), DynamicSpec(search_space=2), clip_shape=clip, include=include).eval()
     if fuse:
         static, dyn = fuse_batchnorm(static, clip), fuse_batchnorm(dyn, clip)
+    bounds = bounds and all(isinstance(static.get_submodule(n), nn.Conv3d) for n, _ in dynamic_layers(dyn))
     layouts = {"ncdhw": torch.contiguous_format, "channels_last_3d": torch.channels_last_3d}
     statics = {name: (copy.deepcopy(static).to(memory_format=fmt), x.contiguous(memory_format=fmt))
                for name, fmt in layouts.items()}
@@ -119,6 +178,9 @@ def bench_network(static: nn.Module, x: torch.Tensor, include, repeats: int, fus
         dyns[name] = (d, x.contiguous(memory_format=fmt))
         for pol, (t, c) in pols.items():
             fns[f"{pol}/{name}"] = _pinned(d, t, c, dyns[name][1])
+            if bounds and isinstance(t, int) and isinstance(c, int):
+                n = bound_network(static, dyn, t, c).to(memory_format=fmt).eval()
+                fns[f"bound:{pol}/{name}"] = lambda n=n, xx=dyns[name][1]: n(xx)
     medians = interleaved_medians(fns, repeats)
     layout = min(layouts, key=lambda name: medians[f"static/{name}"])
     base_time = medians[f"static/{layout}"]
@@ -140,7 +202,16 @@ def bench_network(static: nn.Module, x: torch.Tensor, include, repeats: int, fus
             "time_ms": round(elapsed * 1e3, 2),
             "gflops_per_clip": round(gflops, 4),
         }
+        if f"bound:{name}/{layout}" in medians:
+            bound = base_time / medians[f"bound:{name}/{layout}"]
+            results[name] |= {"bound_speedup": round(bound, 3), "bound_fraction_of_ideal": round(bound / ideal, 3)}
     return {"layout": layout, "batchnorm_fused": fuse, "static_time_ms": round(base_time * 1e3, 2), "policies": results}
+
+
+def summary(results: dict[str, dict]) -> dict[str, dict]:
+    """The last output line: per policy its speed-ups and fractions of ideal."""
+    keys = ("measured_speedup", "ideal_speedup", "fraction_of_ideal", "bound_speedup", "bound_fraction_of_ideal")
+    return {name: {k: v[k] for k in keys if k in v} for name, v in results.items()}
 
 
 def main() -> None:
@@ -167,8 +238,7 @@ def main() -> None:
     if args.model:
         r = bench_backbone(args.model, args.batch, args.frames if args.frames_given else None, args.crop, args.repeats, args.fuse)
         print(json.dumps({"batch": args.batch, "threads": args.threads, **r}))
-        print(json.dumps({name: {k: v[k] for k in ("measured_speedup", "ideal_speedup", "fraction_of_ideal")}
-                          for name, v in r["policies"].items()}))
+        print(json.dumps(summary(r["policies"])))
         return
     common = dict(batch=args.batch, frames=args.frames, repeats=args.repeats, fuse=args.fuse)
     for i, stage in enumerate(STAGES):  # each stage alone, at the feature size it sees inside the network
@@ -178,8 +248,7 @@ def main() -> None:
     whole = bench(STAGES, size=args.size, **common)
     print(json.dumps({"network": "all stages", "batch": args.batch, "frames": args.frames,
                       "clip": f"{args.frames}x{2 * args.size}^2", "threads": args.threads, **whole}))
-    print(json.dumps({name: {k: v[k] for k in ("measured_speedup", "ideal_speedup", "fraction_of_ideal")}
-                      for name, v in whole["policies"].items()}))
+    print(json.dumps(summary(whole["policies"])))
 
 
 if __name__ == "__main__":
