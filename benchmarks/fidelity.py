@@ -17,8 +17,11 @@ as its last line one JSON object: ``base_video_top1``, ``dynamic_video_top1`` (p
 ``base_gflops_avg``, ``dynamic_gflops_avg``, ``gflops_static_clips``, ``gflops_fast_clips`` (headline
 variant), ``gflops_reduction_pct``, ``video_top1_drop``, ``targets_met``, ``variants`` (table rows),
 ``settings``, ``num_val_videos``, and how sure the comparison is: ``base_video_top1_ci95`` /
-``dynamic_video_top1_ci95`` (Wilson 95% intervals) and ``dynamic_paired_vs_base`` (videos lost and gained
-against the base, McNemar's exact p; `vared_core.analysis.compare`). With several seeds the numbers are means
+``dynamic_video_top1_ci95`` (Wilson 95% intervals), ``dynamic_paired_vs_base`` (videos lost and gained
+against the base, McNemar's exact p; `vared_core.analysis.compare`) and ``static_vs_fast`` (the static clips'
+mean cost relative to the fastest clips', with a permutation test's p-value: whether the gap is more than
+chance). Each row's ``cost_variance_explained`` says what the gates' spending follows: the share of the
+per-video GFLOPs variance that lies between the means of each class, motion level and clutter level (η²). With several seeds the numbers are means
 over the seeds, ``spread`` gives each one's [min, max], ``per_seed`` each seed's, and ``targets_met_every_seed``
 whether each target holds at every seed. Plots go to ``--out`` (per seed): ``accuracy_vs_gflops.png``,
 ``gflops_by_motion.png``, and the headline's per-clip cost histogram and per-layer heatmap.
@@ -31,6 +34,8 @@ Targets (issue 5), for the headline variant:
 Settings (see `SETTINGS`), one line each:
 * data: 6 classes × 80 videos (360 train / 120 val), 16 frames of 32², clips of 8 frames at stride 2 (the whole
   video): the six patterns cover pans, rotation, zoom, flicker and object motion; 32² keeps a fit at ~5 s/epoch.
+  ``--set videos_per_class=160 --set val_fraction=0.625`` keeps the 60 training videos per class (other ones:
+  the levels are drawn per set) and validates on 600, so one video is 0.17 points instead of 0.83.
 * no horizontal flip: pan_left and pan_right would swap labels.
 * base: 30 epochs, lr 0.01, 1 warm-up epoch, batch 8 (the backbone's seed lr; ~71% video-1, near this set's
   ceiling of ~83%: static clips carry no class evidence but the object's).
@@ -78,14 +83,15 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from vared_core.analysis.compare import paired_comparison, wilson_interval
+from vared_core.analysis.compare import mean_difference, paired_comparison, wilson_interval
 from vared_core.dynamic import DynamicSpec
 from vared_core.engine import CheckpointError, DataConfig, OptimConfig, SyntheticData, TrainConfig, ensure_synthetic, fit
 
 #: every choice of the benchmark; ``--quick`` overrides a few (`QUICK`)
 SETTINGS: dict[str, Any] = {
     "model": "r2plus1d_18_tiny",
-    "classes": 6, "videos_per_class": 80, "frames": 16, "size": 32, "data_seed": 0, "appearance": 0.0,  # data
+    "classes": 6, "videos_per_class": 80, "frames": 16, "size": 32, "data_seed": 0, "appearance": 0.0,
+    "val_fraction": 0.25,  # data
     "num_frames": 8, "frame_stride": 2, "batch_size": 8,  # clips
     "base_epochs": 30, "base_lr": 0.01, "base_warmup_epochs": 1.0,  # base, from scratch
     "dyn_epochs": 60, "dyn_lr": 0.003, "dyn_warmup_epochs": 0.0, "gate_lr_mult": 30.0, "gate_grad_clip": 1.0,
@@ -109,7 +115,8 @@ VARIANTS: list[tuple[str, int, bool, bool, float]] = [
 def data_config(s: dict[str, Any], root: Path) -> DataConfig:
     """The synthetic set and how clips are cut (no flips: pan_left and pan_right are mirror images)."""
     synth = SyntheticData(root=root, classes=s["classes"], videos_per_class=s["videos_per_class"],
-                          frames=s["frames"], size=s["size"], seed=s["data_seed"], appearance=s["appearance"])
+                          frames=s["frames"], size=s["size"], seed=s["data_seed"], appearance=s["appearance"],
+                          val_fraction=s["val_fraction"])
     return DataConfig(synthetic=synth, flip=False, batch_size=s["batch_size"], num_workers=0,
                       crop_size=s["size"], num_frames=s["num_frames"], frame_stride=s["frame_stride"])
 
@@ -154,10 +161,15 @@ def run(name: str, config: dict[str, Any], meta: dict[str, Any], plots: str | No
     ev = result.evaluation
     assert ev is not None
     correct: dict[int, list[bool]] = {}  # per motion level
-    by_video = []  # per video, in dataset order (for the paired comparison against the base)
+    by_video, video_gflops, video_motion = [], [], []  # per video, in dataset order (paired comparison, tests)
+    annotations: dict[str, list[int]] = {"class": [], "motion": [], "clutter": []}
     for v in sorted(ev.videos, key=lambda v: v.index):
         correct.setdefault(v.extra.get("motion", -1), []).append(v.pred == v.label)
         by_video.append(int(v.pred == v.label))
+        video_gflops.append(v.gflops)
+        video_motion.append(v.extra.get("motion", -1))
+        for key, values in annotations.items():
+            values.append(v.label if key == "class" else v.extra.get(key, -1))
     row = {
         "variant": name, **meta,
         "video_top1": ev.video_top1, "clip_top1": ev.clip_top1,
@@ -166,7 +178,8 @@ def run(name: str, config: dict[str, Any], meta: dict[str, Any], plots: str | No
         "video_top1_by_motion": {str(k): 100.0 * sum(c) / len(c) for k, c in sorted(correct.items())},
         "video_top1_ci95": [100.0 * e for e in wilson_interval(sum(by_video), len(by_video))],
         "num_val_videos": ev.num_videos, "fit_s": seconds, "checkpoint": str(result.checkpoint),
-        "correct": by_video,
+        "cost_variance_explained": {k: variance_explained(video_gflops, g) for k, g in annotations.items()},
+        "correct": by_video, "video_gflops": video_gflops, "video_motion": video_motion,
     }  # fmt: skip
     if plots is not None and ev.layer_names:
         from vared_core.analysis.plots import plot_cost_histogram, plot_feature_ratio
@@ -176,9 +189,29 @@ def run(name: str, config: dict[str, Any], meta: dict[str, Any], plots: str | No
     return row
 
 
+def variance_explained(values: list[float], groups: list[int]) -> float:
+    """Share of the variance of ``values`` that lies between the means of ``groups`` (η²: 1 when the groups
+    alone decide the value, 0 when every group has the same mean; 0 for constant values)."""
+    mean = statistics.fmean(values)
+    total = sum((v - mean) ** 2 for v in values)
+    members: dict[int, list[float]] = {}
+    for v, g in zip(values, groups):
+        members.setdefault(g, []).append(v)
+    between = sum(len(m) * (statistics.fmean(m) - mean) ** 2 for m in members.values())
+    return between / total if total > 0 else 0.0
+
+
 def _static_fast(row: dict[str, Any]) -> tuple[float, float]:
     levels = sorted(row["gflops_by_motion"], key=int)
     return row["gflops_by_motion"][levels[0]], row["gflops_by_motion"][levels[-1]]
+
+
+def static_vs_fast(row: dict[str, Any]) -> dict[str, float | int]:
+    """Whether the static clips' mean cost differs from the fastest clips' by more than chance: a permutation
+    test on the per-video GFLOPs of the lowest and the highest motion level (`mean_difference`)."""
+    levels = sorted(set(row["video_motion"]))
+    cost = {lv: [g for g, m in zip(row["video_gflops"], row["video_motion"]) if m == lv] for lv in (levels[0], levels[-1])}
+    return mean_difference(cost[levels[0]], cost[levels[-1]]).to_dict()
 
 
 def table(base: dict[str, Any], rows: list[dict[str, Any]]) -> str:
@@ -290,17 +323,21 @@ def headline(base: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]
         "gflops_reduction_pct": 100.0 * (1 - head["gflops_avg"] / base["gflops_avg"]),
         "video_top1_drop": base["video_top1"] - head["video_top1"],
     }  # fmt: skip
-    return {**h, "targets_met": targets(h)}
+    return {**h, "targets_met": targets(h), "static_vs_fast": static_vs_fast(head),
+            "cost_variance_explained": head["cost_variance_explained"]}
 
 
 def seeds_table(per_seed: list[dict[str, Any]]) -> str:
     """One line per seed: the headline against its own base."""
-    lines = ["| seed | base video-1 | headline video-1 | Δ | GFLOPs cut | static / fast clips (G) |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| seed | base video-1 | headline video-1 | Δ | GFLOPs cut | static / fast clips (G) | static vs fast (p) "
+             "| cost variance by class / motion |",
+             "|---|---|---|---|---|---|---|---|"]
     for h in per_seed:
+        d, eta = h["static_vs_fast"], h["cost_variance_explained"]
         lines.append(
             f"| {h['seed']} | {h['base_video_top1']:.1f} | {h['dynamic_video_top1']:.1f} | {-h['video_top1_drop']:+.1f} "
-            f"| {h['gflops_reduction_pct']:.1f}% | {h['gflops_static_clips']:.4f} / {h['gflops_fast_clips']:.4f} |"
+            f"| {h['gflops_reduction_pct']:.1f}% | {h['gflops_static_clips']:.4f} / {h['gflops_fast_clips']:.4f} "
+            f"| {100 * d['relative']:+.1f}% ({d['p_value']:.2g}) | {100 * eta['class']:.0f}% / {100 * eta['motion']:.0f}% |"
         )
     return "\n".join(lines)
 

@@ -11,7 +11,13 @@ and whether a top-1 difference between two models on one test set is more than n
 """
 from __future__ import annotations
 
-from vared_core.analysis.compare import PairedComparison, paired_comparison, wilson_interval
+from vared_core.analysis.compare import (
+    MeanDifference,
+    PairedComparison,
+    mean_difference,
+    paired_comparison,
+    wilson_interval,
+)
 from vared_core.analysis.redundancy import (
     CC_THRESHOLD,
     DIMS,
@@ -30,12 +36,14 @@ __all__ = [
     "CC_THRESHOLD",
     "DIMS",
     "METRICS",
+    "MeanDifference",
     "PairedComparison",
     "RMSE_THRESHOLD",
     "DimRedundancy",
     "LayerRedundancy",
     "RedundancyReport",
     "analyze_redundancy",
+    "mean_difference",
     "num_pairs",
     "paired_comparison",
     "pairwise_stats",
