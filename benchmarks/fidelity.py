@@ -83,7 +83,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from vared_core.analysis.compare import mean_difference, paired_comparison, wilson_interval
+from vared_core.analysis.compare import mean_difference, paired_comparison, variance_explained, wilson_interval
 from vared_core.dynamic import DynamicSpec
 from vared_core.engine import CheckpointError, DataConfig, OptimConfig, SyntheticData, TrainConfig, ensure_synthetic, fit
 
@@ -187,18 +187,6 @@ def run(name: str, config: dict[str, Any], meta: dict[str, Any], plots: str | No
         plot_cost_histogram(ev, Path(plots) / "headline_cost_histogram.png")
         plot_feature_ratio(ev, Path(plots) / "headline_feature_ratio.png")
     return row
-
-
-def variance_explained(values: list[float], groups: list[int]) -> float:
-    """Share of the variance of ``values`` that lies between the means of ``groups`` (η²: 1 when the groups
-    alone decide the value, 0 when every group has the same mean; 0 for constant values)."""
-    mean = statistics.fmean(values)
-    total = sum((v - mean) ** 2 for v in values)
-    members: dict[int, list[float]] = {}
-    for v, g in zip(values, groups):
-        members.setdefault(g, []).append(v)
-    between = sum(len(m) * (statistics.fmean(m) - mean) ** 2 for m in members.values())
-    return between / total if total > 0 else 0.0
 
 
 def _static_fast(row: dict[str, Any]) -> tuple[float, float]:

@@ -16,6 +16,7 @@ from vared_core.analysis.compare import (
     PairedComparison,
     mean_difference,
     paired_comparison,
+    variance_explained,
     wilson_interval,
 )
 from vared_core.analysis.redundancy import (
@@ -48,5 +49,6 @@ __all__ = [
     "paired_comparison",
     "pairwise_stats",
     "redundancy_proportion",
+    "variance_explained",
     "wilson_interval",
 ]

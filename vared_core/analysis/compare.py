@@ -6,7 +6,9 @@ accuracy; `paired_comparison` counts the videos that a second model gets wrong w
 (``lost``) and the reverse (``gained``), with McNemar's exact two-sided p-value for "the two are equally
 accurate" (a binomial test on the videos they disagree on). `mean_difference` asks the same of two groups of
 one model's clips, e.g. whether static clips really cost less than fast ones or the gap is within chance
-(a two-sided permutation test on the difference of the means).
+(a two-sided permutation test on the difference of the means). `variance_explained` says which annotation
+a per-clip quantity follows: the share of its variance that lies between the groups' means (η²), e.g. of the
+GFLOPs each clip cost, grouped by class or by motion level.
 
 Example::
 
@@ -23,7 +25,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["MeanDifference", "PairedComparison", "mean_difference", "paired_comparison", "wilson_interval"]
+__all__ = [
+    "MeanDifference", "PairedComparison", "mean_difference", "paired_comparison", "variance_explained", "wilson_interval",
+]
 
 _Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
@@ -136,3 +140,19 @@ def mean_difference(
         relative=float(xa.mean() / xb.mean() - 1) if xb.mean() else math.nan,
         p_value=(reached + 1) / (permutations + 1), permutations=permutations,
     )
+
+
+def variance_explained(values: Sequence[float], groups: Sequence[object]) -> float:
+    """Share of the variance of ``values`` that lies between the means of their ``groups`` (η², in [0, 1]):
+    1 when the group alone decides the value, 0 when every group has the same mean (and for constant values)."""
+    if len(values) != len(groups):
+        raise ValueError(f"variance_explained: {len(values)} values but {len(groups)} group labels")
+    if not values:
+        raise ValueError("variance_explained: no values")
+    x = np.asarray(values, dtype=np.float64)
+    total = float(((x - x.mean()) ** 2).sum())
+    members: dict[object, list[float]] = {}
+    for v, g in zip(x, groups):
+        members.setdefault(g, []).append(float(v))
+    between = sum(len(m) * (sum(m) / len(m) - float(x.mean())) ** 2 for m in members.values())
+    return min(1.0, between / total) if total > 0 else 0.0

@@ -101,3 +101,19 @@ def test_mean_difference_refuses_empty_groups() -> None:
         mean_difference([], [1.0])
     with pytest.raises(ValueError, match="permutations"):
         mean_difference([1.0], [2.0], permutations=0)
+
+
+def test_variance_explained_is_the_between_group_share() -> None:
+    from vared_core.analysis.compare import variance_explained
+
+    # groups decide the value: all variance is between them; groups with equal means: none is
+    assert variance_explained([1.0, 1.0, 3.0, 3.0], ["a", "a", "b", "b"]) == pytest.approx(1.0)
+    assert variance_explained([1.0, 3.0, 1.0, 3.0], ["a", "a", "b", "b"]) == pytest.approx(0.0)
+    # by hand: values 0, 2 | 4, 10, mean 4, total SS 16 + 4 + 0 + 36 = 56; group means 1 and 7, between SS
+    # 2·9 + 2·9 = 36, so η² = 36 / 56
+    assert variance_explained([0.0, 2.0, 4.0, 10.0], [0, 0, 1, 1]) == pytest.approx(36 / 56)
+    # each value its own group explains everything; constant values have nothing to explain
+    assert variance_explained([0.5, 1.5, 4.0], [0, 1, 2]) == pytest.approx(1.0)
+    assert variance_explained([2.0, 2.0, 2.0], [0, 1, 0]) == 0.0
+    with pytest.raises(ValueError, match="3 values but 2"):
+        variance_explained([1.0, 2.0, 3.0], [0, 1])
