@@ -21,9 +21,9 @@ variant), ``gflops_reduction_pct``, ``video_top1_drop``, ``targets_met``, ``vari
 against the base, McNemar's exact p; `vared_core.analysis.compare`) and ``static_vs_fast`` (the static clips'
 mean cost relative to the fastest clips', with a permutation test's p-value: whether the gap is more than
 chance). Each row's ``cost_variance_explained`` says what the gates' spending follows: the share of the
-per-video GFLOPs variance that lies between the means of each class, motion level and clutter level (η²). With several seeds the numbers are means
-over the seeds, ``spread`` gives each one's [min, max], ``per_seed`` each seed's, and ``targets_met_every_seed``
-whether each target holds at every seed. Plots go to ``--out`` (per seed): ``accuracy_vs_gflops.png``,
+per-video GFLOPs variance that lies between the means of each class, motion level and clutter level (η²).
+With several seeds the numbers are means over the seeds, ``spread`` gives each one's [min, max], ``per_seed``
+each seed's, and ``targets_met_every_seed`` whether each target holds at every seed. Plots go to ``--out`` (per seed): ``accuracy_vs_gflops.png``,
 ``gflops_by_motion.png``, and the headline's per-clip cost histogram and per-layer heatmap.
 
 Targets (issue 5), for the headline variant:
@@ -161,13 +161,13 @@ def run(name: str, config: dict[str, Any], meta: dict[str, Any], plots: str | No
     ev = result.evaluation
     assert ev is not None
     correct: dict[int, list[bool]] = {}  # per motion level
-    by_video, video_gflops, video_motion = [], [], []  # per video, in dataset order (paired comparison, tests)
+    # per video, in dataset order: for the paired comparison against the base and the static-vs-fast test
+    by_video, video_gflops = [], []
     annotations: dict[str, list[int]] = {"class": [], "motion": [], "clutter": []}
     for v in sorted(ev.videos, key=lambda v: v.index):
         correct.setdefault(v.extra.get("motion", -1), []).append(v.pred == v.label)
         by_video.append(int(v.pred == v.label))
         video_gflops.append(v.gflops)
-        video_motion.append(v.extra.get("motion", -1))
         for key, values in annotations.items():
             values.append(v.label if key == "class" else v.extra.get(key, -1))
     row = {
@@ -179,7 +179,7 @@ def run(name: str, config: dict[str, Any], meta: dict[str, Any], plots: str | No
         "video_top1_ci95": [100.0 * e for e in wilson_interval(sum(by_video), len(by_video))],
         "num_val_videos": ev.num_videos, "fit_s": seconds, "checkpoint": str(result.checkpoint),
         "cost_variance_explained": {k: variance_explained(video_gflops, g) for k, g in annotations.items()},
-        "correct": by_video, "video_gflops": video_gflops, "video_motion": video_motion,
+        "correct": by_video, "video_gflops": video_gflops, "video_motion": annotations["motion"],
     }  # fmt: skip
     if plots is not None and ev.layer_names:
         from vared_core.analysis.plots import plot_cost_histogram, plot_feature_ratio
