@@ -23,8 +23,9 @@ mean cost relative to the fastest clips', with a permutation test's p-value: whe
 chance). Each row's ``cost_variance_explained`` says what the gates' spending follows: the share of the
 per-video GFLOPs variance that lies between the means of each class, motion level and clutter level (η²).
 With several seeds the numbers are means over the seeds, ``spread`` gives each one's [min, max], ``per_seed``
-each seed's, and ``targets_met_every_seed`` whether each target holds at every seed. Plots go to ``--out`` (per seed): ``accuracy_vs_gflops.png``,
-``gflops_by_motion.png``, and the headline's per-clip cost histogram and per-layer heatmap.
+each seed's, and ``targets_met_every_seed`` whether each target holds at every seed. Plots go to ``--out``
+(per seed): ``accuracy_vs_gflops.png``, ``gflops_by_motion.png``, and the headline's per-clip cost histogram
+and per-layer heatmap.
 
 Targets (issue 5), for the headline variant:
 * ``gflops_down_25pct``: average GFLOPs at least 25% under the base;
@@ -160,16 +161,15 @@ def run(name: str, config: dict[str, Any], meta: dict[str, Any], plots: str | No
     seconds = time.perf_counter() - t0
     ev = result.evaluation
     assert ev is not None
-    correct: dict[int, list[bool]] = {}  # per motion level
     # per video, in dataset order: for the paired comparison against the base and the static-vs-fast test
-    by_video, video_gflops = [], []
-    annotations: dict[str, list[int]] = {"class": [], "motion": [], "clutter": []}
-    for v in sorted(ev.videos, key=lambda v: v.index):
-        correct.setdefault(v.extra.get("motion", -1), []).append(v.pred == v.label)
-        by_video.append(int(v.pred == v.label))
-        video_gflops.append(v.gflops)
-        for key, values in annotations.items():
-            values.append(v.label if key == "class" else v.extra.get(key, -1))
+    videos = sorted(ev.videos, key=lambda v: v.index)
+    by_video = [int(v.pred == v.label) for v in videos]
+    video_gflops = [v.gflops for v in videos]
+    annotations = {"class": [v.label for v in videos], "motion": [v.extra.get("motion", -1) for v in videos],
+                   "clutter": [v.extra.get("clutter", -1) for v in videos]}
+    correct: dict[int, list[int]] = {}  # per motion level
+    for motion, right in zip(annotations["motion"], by_video):
+        correct.setdefault(motion, []).append(right)
     row = {
         "variant": name, **meta,
         "video_top1": ev.video_top1, "clip_top1": ev.clip_top1,

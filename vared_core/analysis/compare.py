@@ -150,9 +150,10 @@ def variance_explained(values: Sequence[float], groups: Sequence[object]) -> flo
     if not values:
         raise ValueError("variance_explained: no values")
     x = np.asarray(values, dtype=np.float64)
-    total = float(((x - x.mean()) ** 2).sum())
+    mean = float(x.mean())
+    total = float(((x - mean) ** 2).sum())
     members: dict[object, list[float]] = {}
-    for v, g in zip(x, groups):
-        members.setdefault(g, []).append(float(v))
-    between = sum(len(m) * (sum(m) / len(m) - float(x.mean())) ** 2 for m in members.values())
+    for v, g in zip(x.tolist(), groups):
+        members.setdefault(g, []).append(v)
+    between = sum(len(m) * (sum(m) / len(m) - mean) ** 2 for m in members.values())
     return min(1.0, between / total) if total > 0 else 0.0
