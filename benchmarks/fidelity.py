@@ -8,6 +8,7 @@ clip really computes only what its gates keep); GFLOPs are per clip, per motion 
 (0 = static … 3 = fast; seed Figures 4-2, B-6).
 
     python benchmarks/fidelity.py [--jobs 2] [--quick] [--out benchmarks/out/fidelity] [--seed 0 [1 2 ...]]
+                                  [--variants N | --only NAME ...] [--set KEY=VALUE ...] [--tag TAG]
 
 ``--jobs 2`` runs two fits at a time (one torch thread each); ``--quick`` is a small smoke version
 that only checks the script runs (its numbers mean nothing). Several seeds run the whole benchmark once per
@@ -21,7 +22,9 @@ variant), ``gflops_reduction_pct``, ``video_top1_drop``, ``targets_met``, ``vari
 against the base, McNemar's exact p; `vared_core.analysis.compare`) and ``static_vs_fast`` (the static clips'
 mean cost relative to the fastest clips', with a permutation test's p-value: whether the gap is more than
 chance). Each row's ``cost_variance_explained`` says what the gates' spending follows: the share of the
-per-video GFLOPs variance that lies between the means of each class, motion level and clutter level (η²).
+per-video GFLOPs variance that lies between the means of each class, motion level and clutter level (η²), and
+its ``feature_ratio_by_motion`` which layers spend on which clips: per motion level, each dynamic layer's share
+of output features computed (`EvalResult.feature_ratio_by`; printed for the headline).
 With several seeds the numbers are means over the seeds, ``spread`` gives each one's [min, max], ``per_seed``
 each seed's, and ``targets_met_every_seed`` whether each target holds at every seed. Plots go to ``--out``
 (per seed): ``accuracy_vs_gflops.png``, ``gflops_by_motion.png``, and the headline's per-clip cost histogram
@@ -92,22 +95,23 @@ from vared_core.engine import CheckpointError, DataConfig, OptimConfig, Syntheti
 SETTINGS: dict[str, Any] = {
     "model": "r2plus1d_18_tiny",
     "classes": 6, "videos_per_class": 80, "frames": 16, "size": 32, "data_seed": 0, "appearance": 0.0,
-    "val_fraction": 0.25,  # data
+    "appearance_fast": None, "cast_fast": 1.0, "val_fraction": 0.25,  # data
     "num_frames": 8, "frame_stride": 2, "batch_size": 8,  # clips
     "base_epochs": 30, "base_lr": 0.01, "base_warmup_epochs": 1.0,  # base, from scratch
     "dyn_epochs": 60, "dyn_lr": 0.003, "dyn_warmup_epochs": 0.0, "gate_lr_mult": 30.0, "gate_grad_clip": 1.0,
     "dyn_policy_warmup_epochs": 15.0,
     "gate_bias_full": 1.0, "gate_bias_reduced": 0.5, "cheap_zero_init": True, "normalize_weights": True,  # spec
     "normalize_floor": 1e-6, "detach_gate_input": True, "skip_layers": False,
+    "lambda_e": 0.8,  # of every variant with an efficiency loss (the λ_e 0 ones keep 0)
 }  # fmt: skip
 QUICK: dict[str, Any] = {"videos_per_class": 8, "base_epochs": 1, "dyn_epochs": 2, "dyn_policy_warmup_epochs": 1.0}
 
-#: (name, search space S, temporal, channel, λ_e); the first is the headline
-VARIANTS: list[tuple[str, int, bool, bool, float]] = [
-    ("S2 both", 2, True, True, 0.8),
-    ("S3 both", 3, True, True, 0.8),
-    ("S2 temporal", 2, True, False, 0.8),
-    ("S2 channel", 2, False, True, 0.8),
+#: (name, search space S, temporal, channel, λ_e: None = the ``lambda_e`` setting); the first is the headline
+VARIANTS: list[tuple[str, int, bool, bool, float | None]] = [
+    ("S2 both", 2, True, True, None),
+    ("S3 both", 3, True, True, None),
+    ("S2 temporal", 2, True, False, None),
+    ("S2 channel", 2, False, True, None),
     ("S2 both, λ_e 0", 2, True, True, 0.0),
     ("static, same fine-tune", 1, True, True, 0.0),  # control: S = 1 is the base network, trained as long
 ]
@@ -117,6 +121,7 @@ def data_config(s: dict[str, Any], root: Path) -> DataConfig:
     """The synthetic set and how clips are cut (no flips: pan_left and pan_right are mirror images)."""
     synth = SyntheticData(root=root, classes=s["classes"], videos_per_class=s["videos_per_class"],
                           frames=s["frames"], size=s["size"], seed=s["data_seed"], appearance=s["appearance"],
+                          appearance_fast=s["appearance_fast"], cast_fast=s["cast_fast"],
                           val_fraction=s["val_fraction"])
     return DataConfig(synthetic=synth, flip=False, batch_size=s["batch_size"], num_workers=0,
                       crop_size=s["size"], num_frames=s["num_frames"], frame_stride=s["frame_stride"])
@@ -135,6 +140,7 @@ def variant_config(
     s: dict[str, Any], out: Path, seed: int, variant: tuple, base_checkpoint: Path, data_root: Path, tag: str = ""
 ) -> TrainConfig:
     name, search_space, temporal, channel, lambda_e = variant
+    lambda_e = s["lambda_e"] if lambda_e is None else lambda_e
     spec_settings = {k: v for k, v in s.items() if k in DynamicSpec.__dataclass_fields__}  # the "# spec" ones
     spec = DynamicSpec(search_space=search_space, temporal=temporal, channel=channel, **spec_settings)
     folder = name.replace(" ", "_").replace(",", "").replace("λ_e", "lambda") + (f"_{tag}" if tag else "")
@@ -179,6 +185,8 @@ def run(name: str, config: dict[str, Any], meta: dict[str, Any], plots: str | No
         "video_top1_ci95": [100.0 * e for e in wilson_interval(sum(by_video), len(by_video))],
         "num_val_videos": ev.num_videos, "fit_s": seconds, "checkpoint": str(result.checkpoint),
         "cost_variance_explained": {k: variance_explained(video_gflops, g) for k, g in annotations.items()},
+        "layer_names": ev.layer_names,
+        "feature_ratio_by_motion": {str(k): v for k, v in ev.feature_ratio_by("motion").items()},
         "correct": by_video, "video_gflops": video_gflops, "video_motion": annotations["motion"],
     }  # fmt: skip
     if plots is not None and ev.layer_names:
@@ -200,6 +208,15 @@ def static_vs_fast(row: dict[str, Any]) -> dict[str, float | int]:
     levels = sorted(set(row["video_motion"]))
     cost = {lv: [g for g, m in zip(row["video_gflops"], row["video_motion"]) if m == lv] for lv in (levels[0], levels[-1])}
     return mean_difference(cost[levels[0]], cost[levels[-1]]).to_dict()
+
+
+def layers_table(row: dict[str, Any]) -> str:
+    """Per dynamic layer of one fine-tune: the ratio of output features it computed, per motion level."""
+    levels = sorted(row["feature_ratio_by_motion"], key=int)
+    lines = [f"| layer | computed share, motion {' / '.join(levels)} (static … fast) |", "|---|---|"]
+    for i, name in enumerate(row["layer_names"]):
+        lines.append(f"| {name} | " + " / ".join(f"{row['feature_ratio_by_motion'][lv][i]:.2f}" for lv in levels) + " |")
+    return "\n".join(lines)
 
 
 def table(base: dict[str, Any], rows: list[dict[str, Any]]) -> str:
@@ -344,7 +361,11 @@ def main() -> None:
                                               "against the same bases in one --out")
     ap.add_argument("--variants", type=int, default=len(VARIANTS), choices=range(1, len(VARIANTS) + 1),
                     help="run only the first N variants (1: the headline only)")
+    ap.add_argument("--only", nargs="+", default=None, metavar="NAME", choices=[v[0] for v in VARIANTS],
+                    help="run only these variants, by name (the first is then reported as the headline), e.g. "
+                         "--only 'S2 temporal'")
     args = ap.parse_args()
+    chosen = [v for v in VARIANTS if v[0] in args.only] if args.only else VARIANTS[: args.variants]
     s = {**SETTINGS, **(QUICK if args.quick else {})}
     for item in args.set:
         key, _, value = item.partition("=")
@@ -369,8 +390,9 @@ def main() -> None:
                         pool)
         jobs = []
         for seed, base in zip(seeds, bases):
-            for i, v in enumerate(VARIANTS[: args.variants]):
+            for i, v in enumerate(chosen):
                 name, search_space, temporal, channel, lambda_e = v
+                lambda_e = s["lambda_e"] if lambda_e is None else lambda_e
                 dims = "—" if search_space == 1 else ("both" if temporal and channel else ("temporal" if temporal else "channel"))
                 meta = {"S": search_space, "dims": dims, "lambda_e": lambda_e, "seed": seed}
                 config = variant_config(s, outs[seed], seed, v, Path(base["checkpoint"]), data_root, args.tag).to_dict()
@@ -383,7 +405,7 @@ def main() -> None:
 
     per_seed, variants = [], []
     for k, (seed, base) in enumerate(zip(seeds, bases)):
-        rows = all_rows[k * args.variants : (k + 1) * args.variants]
+        rows = all_rows[k * len(chosen) : (k + 1) * len(chosen)]
         for r in rows:  # which videos each fine-tune lost or gained against its base, and McNemar's p
             r["paired_vs_base"] = paired_comparison(base["correct"], r["correct"]).to_dict()
         base["seed"] = seed
@@ -392,7 +414,7 @@ def main() -> None:
                          "dynamic_video_top1_ci95": rows[0]["video_top1_ci95"]})
         variants += [base, *rows]
         print()
-        print(f"seed {seed}:" if len(seeds) > 1 else "", table(base, rows), sep="\n")
+        print(f"seed {seed}:" if len(seeds) > 1 else "", table(base, rows), "", layers_table(rows[0]), sep="\n")
         plots = plot(base, rows, outs[seed])
         print("plots:", ", ".join(str(p) for p in plots + [outs[seed] / "headline_cost_histogram.png",
                                                           outs[seed] / "headline_feature_ratio.png"]))
@@ -408,7 +430,7 @@ def main() -> None:
         print(seeds_table(per_seed))
     print()
     print(json.dumps({
-        **summary, "seeds": seeds, "per_seed": per_seed if len(seeds) > 1 else None,
+        **summary, "headline_variant": chosen[0][0], "seeds": seeds, "per_seed": per_seed if len(seeds) > 1 else None,
         "variants": variants, "settings": {**s, "seed": seeds, "quick": args.quick, "jobs": args.jobs},
         "num_val_videos": bases[0]["num_val_videos"], "total_s": time.perf_counter() - t0,
     }))  # fmt: skip

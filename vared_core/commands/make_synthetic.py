@@ -34,6 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--clutter-levels", type=int, default=3, help="clutter levels per class (default 3)")
     parser.add_argument("--appearance", type=float, default=0.0,
                         help="reliability in [0, 1] of a per-class scene colour cast (default 0: motion only)")
+    parser.add_argument("--appearance-fast", type=float, default=None,
+                        help="the cast's reliability for the fastest clips, linear in between (default: --appearance)")
+    parser.add_argument("--cast-fast", type=float, default=1.0,
+                        help="the cast's strength for the fastest clips relative to static ones (default 1: no fade)")
     parser.set_defaults(func=run)
 
 
@@ -51,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
                 size=args.size, seed=args.seed, val_fraction=args.val_fraction, width=args.width,
                 height=args.height, fps=args.fps, motion_levels=args.motion_levels,
                 clutter_levels=args.clutter_levels, appearance=args.appearance,
+                appearance_fast=args.appearance_fast, cast_fast=args.cast_fast,
             )
         except ValueError as err:  # the message names every rule broken and the values given
             print(f"{_PROG}: error: {err}", file=sys.stderr)
@@ -64,6 +69,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"  videos      {info.width}x{info.height}, {info.frames} frames at {info.fps} fps, seed {info.seed}")
     print(f"  train       {info.num_train:4d} videos  {info.train_list}")
     print(f"  val         {info.num_val:4d} videos  {info.val_list}")
+    if info.appearance or info.appearance_fast:
+        fades = ""
+        if info.appearance_fast != info.appearance:
+            fades = f" for static clips, {info.appearance_fast:.2f} for the fastest"
+        if info.cast_fast != 1.0:
+            fades += f"; its strength falls to {info.cast_fast:.2f}x for the fastest"
+        print(f"  cue         a class colour cast, reliability {info.appearance:.2f}{fades}")
     if info.num_val == 0:
         print("  (no val split: pass --val-fraction > 0 and --videos-per-class >= 2 to get one)")
     example = [

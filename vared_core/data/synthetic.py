@@ -8,7 +8,10 @@ more per-frame sensor noise), balanced within each class, so the redundancy of c
 class, which is what VA-RED² exploits. At motion level 0 the pattern does not move, so such clips carry
 no class evidence beyond the object's presence, unless the set has an **appearance cue**
 (``appearance > 0``): then every clip's scene carries a colour cast, its own class's with probability
-``appearance`` and a random class's otherwise, a partial cue as scene appearance is in real video.
+``appearance`` and a random class's otherwise, a partial cue as scene appearance is in real video. The
+cue can fade with the motion level, as fast motion blurs what a scene looks like: its reliability
+(``appearance_fast``) or its strength (``cast_fast``), so static clips are told by appearance and fast
+ones by motion.
 
 Layout written under ``root``::
 
@@ -55,7 +58,8 @@ _FLICKER_PERIOD = 6.0  # frames
 _BLOBS_PER_CLUTTER = 2
 _NOISE_PER_CLUTTER = 2.0  # std of per-frame Gaussian noise, grey levels
 _BLOB_PX = 0.5  # max distractor drift, pixels per frame
-_CAST = 40.0  # colour cast of the appearance cue: grey levels at full saturation (±15 % per clip)
+_CAST = 64.0  # colour cast of the appearance cue: grey levels at full saturation (±15 % per clip); at 40 a
+# tiny base confused neighbouring hues on a fifth of the static clips
 # Widths (even, 16–256) whose H.264 frames decord 0.6 fails to copy out ("DECORDArrayCopyFromTo: The size
 # must exactly match"); found by writing and decoding every even width from 16 to 256.
 _DECORD_BAD_WIDTHS = frozenset({16, 24, 48, 72})
@@ -74,7 +78,9 @@ class SyntheticInfo:
         frames / width / height / fps: video geometry.
         motion_levels / clutter_levels: number of levels of each (values 0 … levels - 1).
         seed: the seed used.
-        appearance: reliability of the appearance cue (0: none).
+        appearance: reliability of the appearance cue (0: none); for static clips when it falls with motion.
+        appearance_fast: its reliability for the fastest clips (equal to ``appearance`` unless given).
+        cast_fast: the cast's strength for the fastest clips relative to static ones (1: no fade).
     """
 
     root: Path
@@ -92,6 +98,8 @@ class SyntheticInfo:
     clutter_levels: int
     seed: int
     appearance: float = 0.0
+    appearance_fast: float = 0.0
+    cast_fast: float = 1.0
 
 
 def _bilinear_wrap(tex: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
@@ -176,8 +184,9 @@ def render_clip(
             ``level ×`` a per-pattern unit (±15 % per clip), lengths scaled by ``min(width, height) / 64``.
         clutter: clutter level ≥ 0: ``2·level`` distractor blobs and per-frame noise of std ``2·level``.
         rng: the clip's random generator (texture, jitter, blobs, noise).
-        cast: optional RGB offset (grey levels): the scene's texture is made grey on average per
-            channel and the cast added, a colour cast that moves with the scene (see `class_cast`).
+        cast: optional RGB offset (grey levels): every frame's scene is made grey on average per channel
+            (a white balance, before flicker, objects, blobs and noise) and the cast added, so the scene's
+            mean colour is the cast in every frame (see `class_cast`).
 
     Returns:
         uint8 array (frames, height, width, 3).
@@ -194,8 +203,7 @@ def render_clip(
     unit = min(width, height) / 64.0
     tex_size = 2 * max(width, height)
     tex = _texture(rng, tex_size, finest=max(2, round(4 * unit)))
-    if cast is not None:  # grey on average, then the cast: the scene's mean colour is the cue
-        tex = np.clip(tex - tex.mean((0, 1)) + 128.0 + np.asarray(cast, np.float32), 0, 255)
+    tint = None if cast is None else 128.0 + np.asarray(cast, np.float32)
     speed = motion * rng.uniform(0.85, 1.15)
     origin = rng.uniform(0, tex_size, 2)
     ys, xs = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64), indexing="ij")
@@ -238,6 +246,8 @@ def render_clip(
         ca, sa = math.cos(angle), math.sin(angle)
         qy, qx = (ys - cy - shift[0]) / scale, (xs - cx - shift[1]) / scale
         frame = _bilinear_wrap(tex, origin[0] + ca * qy - sa * qx, origin[1] + sa * qy + ca * qx)
+        if tint is not None:  # the visible scene's mean colour is exactly the cue, however much of it is seen
+            frame += tint - frame.mean((0, 1))
         if kind == "flicker":
             frame *= 1.0 + _FLICKER_AMP * speed * math.sin(2 * math.pi * t / _FLICKER_PERIOD)
         if kind == "object":
@@ -324,6 +334,8 @@ def make_synthetic(
     motion_levels: int = 4,
     clutter_levels: int = 3,
     appearance: float = 0.0,
+    appearance_fast: float | None = None,
+    cast_fast: float = 1.0,
 ) -> SyntheticInfo:
     """Write a synthetic motion-pattern dataset (see the module doc for the layout).
 
@@ -348,6 +360,13 @@ def make_synthetic(
             their class by motion only. Above 0: each clip's scene carries its class's `class_cast` with
             this probability, else a uniformly drawn class's, so appearance alone is right for
             ``appearance + (1 - appearance) / classes`` of the clips, static ones included.
+        appearance_fast: the cue's reliability at the fastest motion level instead, in [0, 1]; levels in
+            between interpolate linearly from ``appearance`` at the static level. ``None``: ``appearance``
+            at every level. ``appearance=1, appearance_fast=0``: static clips always show their class's
+            cast, the fastest ones a random class's.
+        cast_fast: the cast's strength at the fastest motion level relative to the static level's, in
+            [0, 1]; levels in between interpolate linearly. 1 (default): every level the same. 0 with
+            ``appearance=1``: static clips show their class's full cast, the fastest ones a grey scene.
 
     Returns:
         A `SyntheticInfo`.
@@ -381,10 +400,17 @@ def make_synthetic(
         )
     if not 0.0 <= appearance <= 1.0:
         problems.append(f"appearance must be in [0, 1], got {appearance}")
+    if appearance_fast is not None and not 0.0 <= appearance_fast <= 1.0:
+        problems.append(f"appearance_fast must be in [0, 1], got {appearance_fast}")
+    if not 0.0 <= cast_fast <= 1.0:
+        problems.append(f"cast_fast must be in [0, 1], got {cast_fast}")
     if problems:
         raise ValueError("make_synthetic: " + "; ".join(problems))
     base = Path(root)
     names = PATTERNS[:classes]
+    fast = appearance if appearance_fast is None else appearance_fast
+    reliability = np.linspace(appearance, fast, motion_levels) if motion_levels > 1 else np.array([appearance])
+    strength = np.linspace(1.0, cast_fast, motion_levels) if motion_levels > 1 else np.ones(1)
     n_val = 0
     if val_fraction > 0 and videos_per_class > 1:
         n_val = min(videos_per_class - 1, max(1, round(videos_per_class * val_fraction)))
@@ -397,10 +423,10 @@ def make_synthetic(
         clutter = _balanced(level_rng, clutter_levels, videos_per_class)
         for j in range(videos_per_class):
             cast = None
-            if appearance > 0:  # a generator of its own: the sets without the cue keep their bytes
+            if appearance > 0 or fast > 0:  # a generator of its own: the sets without the cue keep their bytes
                 cue_rng = np.random.default_rng([seed, label, j, 1 << 29])
-                shown = label if cue_rng.random() < appearance else int(cue_rng.integers(classes))
-                cast = class_cast(shown, classes) * cue_rng.uniform(0.85, 1.15)
+                shown = label if cue_rng.random() < reliability[motion[j]] else int(cue_rng.integers(classes))
+                cast = class_cast(shown, classes) * cue_rng.uniform(0.85, 1.15) * strength[motion[j]]
             clip = render_clip(
                 name, frames=frames, width=width, height=height, motion=int(motion[j]), clutter=int(clutter[j]),
                 rng=np.random.default_rng([seed, label, j]), cast=cast,
@@ -422,5 +448,5 @@ def make_synthetic(
         root=base, train_list=lists["train"], val_list=lists["val"], classes_file=classes_file,
         classes=tuple(names), num_train=len(rows["train"]), num_val=len(rows["val"]), frames=frames,
         width=width, height=height, fps=fps, motion_levels=motion_levels, clutter_levels=clutter_levels, seed=seed,
-        appearance=appearance,
+        appearance=appearance, appearance_fast=fast, cast_fast=cast_fast,
     )

@@ -43,6 +43,8 @@ class SyntheticData(_Strict):
     seed: int = Field(0, ge=0)
     val_fraction: float = Field(0.25, gt=0.0, lt=1.0)
     appearance: float = Field(0.0, ge=0.0, le=1.0)  # reliability of the scene colour cue (0: motion only)
+    appearance_fast: float | None = Field(None, ge=0.0, le=1.0)  # its reliability for the fastest clips
+    cast_fast: float = Field(1.0, ge=0.0, le=1.0)  # the cue's strength for the fastest clips (1: no fade)
 
 
 class DataConfig(_Strict):

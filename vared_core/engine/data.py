@@ -21,6 +21,9 @@ from .config import DataConfig, SyntheticData
 __all__ = ["ClipGeometry", "build_datasets", "clip_geometry", "ensure_synthetic"]
 
 _MARKER = "synthetic.json"
+#: how the appearance cue is drawn, recorded with every set that has one: 2 = the scene white-balanced per
+#: frame to a cast of 64 grey levels (version 1, unrecorded, offset the texture-wide mean by 40: refused)
+_CUE_VERSION = 2
 
 
 def ensure_synthetic(spec: SyntheticData) -> tuple[Path, Path]:
@@ -31,8 +34,14 @@ def ensure_synthetic(spec: SyntheticData) -> tuple[Path, Path]:
     """
     root = Path(spec.root).absolute()
     wanted = spec.model_dump(mode="json", exclude={"root"})
-    if not wanted["appearance"]:  # sets written before the cue existed have no such key and no cue
+    if wanted["appearance_fast"] is None:  # sets written before these existed have no such keys
+        del wanted["appearance_fast"]
+    if wanted["cast_fast"] == 1.0:
+        del wanted["cast_fast"]
+    if not wanted["appearance"] and not wanted.get("appearance_fast"):  # nor, before the cue, this one
         del wanted["appearance"]
+    else:
+        wanted["cue_version"] = _CUE_VERSION
     marker = root / _MARKER
     if not marker.exists():
         if root.exists() and any(root.iterdir()):
@@ -40,7 +49,7 @@ def ensure_synthetic(spec: SyntheticData) -> tuple[Path, Path]:
         root.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
         try:
-            make_synthetic(tmp, **wanted)
+            make_synthetic(tmp, **{k: v for k, v in wanted.items() if k != "cue_version"})
             (tmp / _MARKER).write_text(json.dumps(wanted, indent=2), encoding="utf-8")
             try:
                 if root.exists():

@@ -59,14 +59,16 @@ def score_views(logits: torch.Tensor, labels: torch.Tensor, num_views: int) -> d
 
 @dataclass
 class VideoRow:
-    """One test video: its dataset index, true and predicted label, mean GFLOPs over its views and any
-    integer annotations the dataset gives (``motion``, ``clutter`` for the synthetic set)."""
+    """One test video: its dataset index, true and predicted label, mean GFLOPs over its views, any
+    integer annotations the dataset gives (``motion``, ``clutter`` for the synthetic set) and, per dynamic
+    layer, the mean ratio of output features the layer computed for it (empty for a static model)."""
 
     index: int
     label: int
     pred: int
     gflops: float
     extra: dict[str, int] = field(default_factory=dict)
+    layer_ratio: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -112,6 +114,15 @@ class EvalResult:
             if key in v.extra:
                 groups.setdefault(v.extra[key], []).append(v.gflops)
         return {k: sum(g) / len(g) for k, g in sorted(groups.items())}
+
+    def feature_ratio_by(self, key: str) -> dict[int, list[float]]:
+        """Per value of an integer annotation: each dynamic layer's mean ratio of computed output features over
+        the videos with that value, e.g. ``feature_ratio_by("motion")`` says which layers spend on which clips."""
+        groups: dict[int, list[list[float]]] = {}
+        for v in self.videos:
+            if key in v.extra and v.layer_ratio:
+                groups.setdefault(v.extra[key], []).append(v.layer_ratio)
+        return {k: [sum(col) / len(col) for col in zip(*g)] for k, g in sorted(groups.items())}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -197,8 +208,10 @@ def evaluate(
             losses.append(F.cross_entropy(logits, labels.repeat_interleave(num_views), reduction="none"))
             view_cost.append(cost)
             view_labels.append(labels.repeat_interleave(num_views))
+            per_video_ratio = torch.zeros(len(labels), 0)
             if layers:
                 ratios.append(torch.stack([m.last.cost_fraction.detach().float().cpu() for _, m in layers], 1))
+                per_video_ratio = ratios[-1].view(len(labels), num_views, -1).mean(1)
             per_video_cost = cost.view(-1, num_views).mean(1)
             extra_keys = [k for k in ("motion", "clutter") if isinstance(batch.get(k), torch.Tensor)]
             indices = batch["index"].tolist() if isinstance(batch.get("index"), torch.Tensor) else [None] * len(labels)
@@ -206,7 +219,7 @@ def evaluate(
                 videos.append(VideoRow(
                     index=int(indices[i]) if indices[i] is not None else len(videos),
                     label=int(labels[i]), pred=int(s["video_pred"][i]), gflops=float(per_video_cost[i]),
-                    extra={k: int(batch[k][i]) for k in extra_keys},
+                    extra={k: int(batch[k][i]) for k in extra_keys}, layer_ratio=per_video_ratio[i].tolist(),
                 ))  # fmt: skip
     finally:
         caller_model.train(was_training)

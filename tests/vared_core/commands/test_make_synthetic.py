@@ -49,6 +49,21 @@ def test_writes_lists_and_decodable_videos(tmp_path: Path, capsys: pytest.Captur
     ]
 
 
+def test_the_appearance_cue_and_its_fade_reach_the_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "synth"
+    rc, out, _ = _vared_make_synthetic(
+        capsys, str(root), "--classes", "2", "--videos-per-class", "4", "--frames", "4", "--size", "32",
+        "--appearance", "1", "--appearance-fast", "0.25",
+    )
+    assert rc == 0
+    assert "cue         a class colour cast, reliability 1.00 for static clips, 0.25 for the fastest" in out
+    rc, out, err = _vared_make_synthetic(
+        capsys, str(tmp_path / "bad"), "--classes", "2", "--videos-per-class", "4", "--frames", "4",
+        "--appearance-fast", "2",
+    )
+    assert rc == 2 and "appearance_fast must be in [0, 1], got 2.0" in err
+
+
 def test_bad_classes_exit_2_with_the_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "synth"
     rc, out, err = _vared_make_synthetic(capsys, str(root), "--classes", "0", "--videos-per-class", "2", "--frames", "8")

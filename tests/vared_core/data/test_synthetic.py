@@ -20,6 +20,7 @@ from vared_core.data import (
     make_dataset,
     make_synthetic,
     merge_views,
+    render_clip,
     video_scores,
 )
 
@@ -144,17 +145,17 @@ def test_labels_are_learnable_video_level_with_3k_views(synth: SyntheticInfo) ->
     assert correct[moving].float().mean() >= 0.7, correct[moving].float().mean()
 
 
-def _cast_guesses(info: SyntheticInfo) -> list[tuple[int, int]]:
-    """(label, class whose `class_cast` is nearest the video's mean colour offset) for every video."""
+def _cast_guesses(info: SyntheticInfo) -> list[tuple[int, int, int]]:
+    """(label, class whose `class_cast` is nearest the video's mean colour offset, motion level) per video."""
     casts = np.stack([class_cast(i, len(info.classes)) for i in range(len(info.classes))])
-    pairs = []
+    guesses = []
     for list_file in (info.train_list, info.val_list):
         with open(list_file, newline="") as f:
             for row in csv.DictReader(f):
                 frames = decord.VideoReader(str(info.root / row["path"]), num_threads=1)[:].float()
                 offset = (frames.mean((0, 1, 2)) - frames.mean()).numpy()
-                pairs.append((int(row["label"]), int(np.argmin(((casts - offset) ** 2).sum(1)))))
-    return pairs
+                guesses.append((int(row["label"]), int(np.argmin(((casts - offset) ** 2).sum(1))), int(row["motion"])))
+    return guesses
 
 
 def test_appearance_cue_shows_the_class_colour_with_the_given_reliability(tmp_path: Path) -> None:
@@ -163,11 +164,57 @@ def test_appearance_cue_shows_the_class_colour_with_the_given_reliability(tmp_pa
     kwargs = dict(classes=6, videos_per_class=8, frames=4, size=32, seed=3)
     cued = make_synthetic(tmp_path / "cued", appearance=1.0, **kwargs)
     plain = make_synthetic(tmp_path / "plain", **kwargs)
-    hits = [label == guess for label, guess in _cast_guesses(cued)]
-    chance = [label == guess for label, guess in _cast_guesses(plain)]
-    assert np.mean(hits) >= 0.85, np.mean(hits)
+    hits = [label == guess for label, guess, _ in _cast_guesses(cued)]
+    chance = [label == guess for label, guess, _ in _cast_guesses(plain)]
+    assert np.mean(hits) >= 0.95, np.mean(hits)
     assert np.mean(chance) <= 0.5, np.mean(chance)
     assert cued.appearance == 1.0 and plain.appearance == 0.0
     assert cued.train_list.read_text() == plain.train_list.read_text()
     with pytest.raises(ValueError, match=r"appearance must be in \[0, 1\], got 1\.5"):
         make_synthetic(tmp_path / "bad", appearance=1.5, **kwargs)
+
+
+def test_appearance_cue_is_the_mean_colour_of_every_frame_however_the_scene_moves() -> None:
+    """The cast is a per-frame white balance: a fast pan shows a new part of the texture in every frame, yet
+    each frame's mean colour offset is the cast (within rounding and clipping), not the texture's."""
+    cast = class_cast(2, 6)
+    frames = render_clip("pan_right", frames=6, width=32, height=32, motion=3, clutter=0,
+                         rng=np.random.default_rng(5), cast=cast).astype(np.float64)
+    offsets = frames.mean((1, 2)) - frames.mean((1, 2, 3))[:, None]  # (T, 3)
+    assert np.abs(offsets - (cast - cast.mean())).max() < 3.0, offsets
+    plain = render_clip("pan_right", frames=6, width=32, height=32, motion=3, clutter=0,
+                        rng=np.random.default_rng(5)).astype(np.float64)
+    assert np.abs(plain.mean((1, 2)) - plain.mean((1, 2, 3))[:, None]).max() > 3.0  # a scene's own tint varies
+
+
+def test_appearance_fast_fades_the_cue_from_static_to_fast_clips(tmp_path: Path) -> None:
+    """appearance=1, appearance_fast=0: every static clip shows its class's cast, the fastest ones a random
+    class's (about chance); motion levels and the split are those of the set without the cue."""
+    kwargs = dict(classes=6, videos_per_class=16, frames=4, size=32, seed=4)
+    faded = make_synthetic(tmp_path / "faded", appearance=1.0, appearance_fast=0.0, **kwargs)
+    guesses = _cast_guesses(faded)
+    static = [label == guess for label, guess, motion in guesses if motion == 0]
+    fast = [label == guess for label, guess, motion in guesses if motion == faded.motion_levels - 1]
+    assert np.mean(static) == 1.0, np.mean(static)
+    assert np.mean(fast) <= 0.5, np.mean(fast)
+    assert faded.appearance == 1.0 and faded.appearance_fast == 0.0
+    assert faded.train_list.read_text() == make_synthetic(tmp_path / "plain", **kwargs).train_list.read_text()
+    with pytest.raises(ValueError, match=r"appearance_fast must be in \[0, 1\], got -0\.1"):
+        make_synthetic(tmp_path / "bad", appearance=1.0, appearance_fast=-0.1, **kwargs)
+
+
+def test_cast_fast_fades_the_cue_s_strength_to_a_grey_scene(tmp_path: Path) -> None:
+    """appearance=1, cast_fast=0: static clips show their class's full cast, the fastest ones a grey scene."""
+    info = make_synthetic(tmp_path / "faded", classes=3, videos_per_class=8, frames=4, size=32, seed=4,
+                          appearance=1.0, cast_fast=0.0)
+    norms: dict[int, list[float]] = {}
+    with open(info.val_list, newline="") as f1, open(info.train_list, newline="") as f2:
+        for row in [*csv.DictReader(f1), *csv.DictReader(f2)]:
+            frames = decord.VideoReader(str(info.root / row["path"]), num_threads=1)[:].float()
+            offset = (frames.mean((0, 1, 2)) - frames.mean()).numpy()
+            norms.setdefault(int(row["motion"]), []).append(float(np.linalg.norm(offset)))
+    full = float(np.linalg.norm(class_cast(0, 3) - class_cast(0, 3).mean()))
+    assert min(norms[0]) > 0.7 * full and max(norms[info.motion_levels - 1]) < 0.1 * full, (norms, full)
+    assert info.cast_fast == 0.0
+    with pytest.raises(ValueError, match=r"cast_fast must be in \[0, 1\], got 2"):
+        make_synthetic(tmp_path / "bad", classes=3, videos_per_class=8, frames=4, appearance=1.0, cast_fast=2)

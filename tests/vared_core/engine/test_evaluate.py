@@ -80,7 +80,7 @@ def test_feature_ratios_costs_and_extremes_of_a_dynamic_model() -> None:
     torch.manual_seed(0)
     model = dynamize(TinyDynamicNet(), DynamicSpec(search_space=2), clip_shape=(3, 4, 8, 8))
     # labels 0,0,1,2; motion annotations; clip i's content is scaled so costs differ only by policy
-    dataset = [{"video": torch.randn(3, 4, 8, 8), "label": lab, "index": i, "motion": i}
+    dataset = [{"video": torch.randn(3, 4, 8, 8), "label": lab, "index": i, "motion": i, "clutter": i % 2}
                for i, lab in enumerate([0, 0, 1, 2])]  # fmt: skip
     policy = torch.tensor([0, 1, 1, 0])  # per clip: full, half channels, half channels, full
     with force_policy(model, channel=policy, temporal=0):
@@ -94,6 +94,10 @@ def test_feature_ratios_costs_and_extremes_of_a_dynamic_model() -> None:
     ext = r.extremes()
     assert ext["0"]["most"].index == 0 and ext["0"]["least"].index == 1
     assert r.gflops_by("motion") == pytest.approx({0: costs[0], 1: costs[1], 2: costs[2], 3: costs[3]})
+    assert [v.layer_ratio for v in r.videos] == [pytest.approx([x]) for x in (1.0, 0.5, 0.5, 1.0)]
+    assert r.feature_ratio_by("motion") == {m: pytest.approx([x]) for m, x in enumerate((1.0, 0.5, 0.5, 1.0))}
+    assert r.feature_ratio_by("clutter") == {0: pytest.approx([0.75]), 1: pytest.approx([0.75])}  # clips 0, 2 / 1, 3
+    assert r.feature_ratio_by("speed") == {}  # not an annotation of this set
     assert not math.isnan(r.clips_per_s)
 
 
