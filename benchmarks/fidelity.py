@@ -400,11 +400,10 @@ def main() -> None:
         jobs = []
         for seed, base in zip(seeds, bases):
             for i, v in enumerate(chosen):
-                name, search_space, temporal, channel, lambda_e = v
-                lambda_e = s["lambda_e"] if lambda_e is None else lambda_e
+                name, search_space, temporal, channel, _ = v
                 dims = "—" if search_space == 1 else ("both" if temporal and channel else ("temporal" if temporal else "channel"))
-                meta = {"S": search_space, "dims": dims, "lambda_e": lambda_e, "seed": seed}
                 config = variant_config(s, outs[seed], seed, v, Path(base["checkpoint"]), data_root, args.tag).to_dict()
+                meta = {"S": search_space, "dims": dims, "lambda_e": config["lambda_e"], "seed": seed}
                 jobs.append((name, config, meta, str(outs[seed]) if i == 0 else None))
         all_rows = run_all(jobs, pool)
         finished = True

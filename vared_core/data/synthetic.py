@@ -409,8 +409,8 @@ def make_synthetic(
     base = Path(root)
     names = PATTERNS[:classes]
     fast = appearance if appearance_fast is None else appearance_fast
-    reliability = np.linspace(appearance, fast, motion_levels) if motion_levels > 1 else np.array([appearance])
-    strength = np.linspace(1.0, cast_fast, motion_levels) if motion_levels > 1 else np.ones(1)
+    reliability = np.linspace(appearance, fast, motion_levels)  # one level: the static level's value
+    strength = np.linspace(1.0, cast_fast, motion_levels)
     n_val = 0
     if val_fraction > 0 and videos_per_class > 1:
         n_val = min(videos_per_class - 1, max(1, round(videos_per_class * val_fraction)))

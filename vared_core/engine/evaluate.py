@@ -107,22 +107,27 @@ class EvalResult:
                 out[name] = {"most": max(rows, key=lambda r: r.gflops), "least": min(rows, key=lambda r: r.gflops)}
         return out
 
-    def gflops_by(self, key: str) -> dict[int, float]:
-        """Mean GFLOPs per value of an integer annotation, e.g. ``gflops_by("motion")``."""
-        groups: dict[int, list[float]] = {}
+    def _videos_by(self, key: str) -> dict[int, list[VideoRow]]:
+        """The videos per value of an integer annotation, in ascending order of the values."""
+        groups: dict[int, list[VideoRow]] = {}
         for v in self.videos:
             if key in v.extra:
-                groups.setdefault(v.extra[key], []).append(v.gflops)
-        return {k: sum(g) / len(g) for k, g in sorted(groups.items())}
+                groups.setdefault(v.extra[key], []).append(v)
+        return dict(sorted(groups.items()))
+
+    def gflops_by(self, key: str) -> dict[int, float]:
+        """Mean GFLOPs per value of an integer annotation, e.g. ``gflops_by("motion")``."""
+        return {k: sum(v.gflops for v in g) / len(g) for k, g in self._videos_by(key).items()}
 
     def feature_ratio_by(self, key: str) -> dict[int, list[float]]:
         """Per value of an integer annotation: each dynamic layer's mean ratio of computed output features over
-        the videos with that value, e.g. ``feature_ratio_by("motion")`` says which layers spend on which clips."""
-        groups: dict[int, list[list[float]]] = {}
-        for v in self.videos:
-            if key in v.extra and v.layer_ratio:
-                groups.setdefault(v.extra[key], []).append(v.layer_ratio)
-        return {k: [sum(col) / len(col) for col in zip(*g)] for k, g in sorted(groups.items())}
+        the videos with that value, e.g. ``feature_ratio_by("motion")`` says which layers spend on which clips
+        (empty for a static model)."""
+        if not self.layer_names:
+            return {}
+        return {
+            k: [sum(col) / len(g) for col in zip(*(v.layer_ratio for v in g))] for k, g in self._videos_by(key).items()
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

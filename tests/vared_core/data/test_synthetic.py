@@ -145,17 +145,24 @@ def test_labels_are_learnable_video_level_with_3k_views(synth: SyntheticInfo) ->
     assert correct[moving].float().mean() >= 0.7, correct[moving].float().mean()
 
 
-def _cast_guesses(info: SyntheticInfo) -> list[tuple[int, int, int]]:
-    """(label, class whose `class_cast` is nearest the video's mean colour offset, motion level) per video."""
-    casts = np.stack([class_cast(i, len(info.classes)) for i in range(len(info.classes))])
-    guesses = []
+def _cast_offsets(info: SyntheticInfo) -> list[tuple[int, np.ndarray, int]]:
+    """(label, the video's mean colour offset from grey per RGB channel, motion level) per video, train then val."""
+    offsets = []
     for list_file in (info.train_list, info.val_list):
         with open(list_file, newline="") as f:
             for row in csv.DictReader(f):
                 frames = decord.VideoReader(str(info.root / row["path"]), num_threads=1)[:].float()
                 offset = (frames.mean((0, 1, 2)) - frames.mean()).numpy()
-                guesses.append((int(row["label"]), int(np.argmin(((casts - offset) ** 2).sum(1))), int(row["motion"])))
-    return guesses
+                offsets.append((int(row["label"]), offset, int(row["motion"])))
+    return offsets
+
+
+def _cast_guesses(info: SyntheticInfo) -> list[tuple[int, int, int]]:
+    """(label, class whose `class_cast` is nearest the video's mean colour offset, motion level) per video."""
+    casts = np.stack([class_cast(i, len(info.classes)) for i in range(len(info.classes))])
+    return [
+        (label, int(np.argmin(((casts - offset) ** 2).sum(1))), motion) for label, offset, motion in _cast_offsets(info)
+    ]
 
 
 def test_appearance_cue_shows_the_class_colour_with_the_given_reliability(tmp_path: Path) -> None:
@@ -208,11 +215,8 @@ def test_cast_fast_fades_the_cue_s_strength_to_a_grey_scene(tmp_path: Path) -> N
     info = make_synthetic(tmp_path / "faded", classes=3, videos_per_class=8, frames=4, size=32, seed=4,
                           appearance=1.0, cast_fast=0.0)
     norms: dict[int, list[float]] = {}
-    with open(info.val_list, newline="") as f1, open(info.train_list, newline="") as f2:
-        for row in [*csv.DictReader(f1), *csv.DictReader(f2)]:
-            frames = decord.VideoReader(str(info.root / row["path"]), num_threads=1)[:].float()
-            offset = (frames.mean((0, 1, 2)) - frames.mean()).numpy()
-            norms.setdefault(int(row["motion"]), []).append(float(np.linalg.norm(offset)))
+    for _, offset, motion in _cast_offsets(info):
+        norms.setdefault(motion, []).append(float(np.linalg.norm(offset)))
     full = float(np.linalg.norm(class_cast(0, 3) - class_cast(0, 3).mean()))
     assert min(norms[0]) > 0.7 * full and max(norms[info.motion_levels - 1]) < 0.1 * full, (norms, full)
     assert info.cast_fast == 0.0
