@@ -415,19 +415,41 @@ class DynamicConv(nn.Module):
 
         With ``out`` (the logical output of the whole batch) and ``rows`` (the batch indices of these clips),
         the parts are written straight into those clips' slices of ``out``, which is returned.
+        Several alternatives in a dimension, or a forward that records gradients, go through `_assemble`
+        (`_hard_assembled`); one alternative per dimension writes its parts directly (`_hard_direct`).
         """
-        ic, it = alts_c[0], alts_t[0]
-        k, factor = self.channel_counts[ic], self.temporal_factors[it]
-        b = vc.shape[0]
         grad = torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
         if len(alts_c) > 1 or len(alts_t) > 1 or grad:
-            y5 = self._apply_post(self._assemble(self._reduced_conv(x, k, factor), vc, vt, alts_c, alts_t, factor))
-            if out is None:
-                return y5
-            _emit(y5, None, None, out, rows)
-            return out
-        # One alternative per dimension: write the computed and rebuilt parts straight into the output with
-        # the gate weight v and any absorbed affine (a, s) applied on the way: part · (a·v) + s.
+            return self._hard_assembled(x, vc, vt, alts_c, alts_t, out, rows)
+        return self._hard_direct(x, vc, vt, alts_c[0], alts_t[0], out, rows)
+
+    def _hard_assembled(
+        self, x: torch.Tensor, vc: torch.Tensor, vt: torch.Tensor, alts_c: list[int], alts_t: list[int],
+        out: torch.Tensor | None, rows: list[int] | None,
+    ) -> torch.Tensor:
+        """`_hard_group` through `_assemble`: the conv at the largest alternative in use, then eq. 3.5."""
+        factor = self.temporal_factors[alts_t[0]]
+        y5 = self._reduced_conv(x, self.channel_counts[alts_c[0]], factor)
+        y5 = self._apply_post(self._assemble(y5, vc, vt, alts_c, alts_t, factor))
+        if out is None:
+            return y5
+        _emit(y5, None, None, out, rows)
+        return out
+
+    def _hard_direct(
+        self, x: torch.Tensor, vc: torch.Tensor, vt: torch.Tensor, ic: int, it: int,
+        out: torch.Tensor | None, rows: list[int] | None,
+    ) -> torch.Tensor:
+        """`_hard_group` for one alternative per dimension (``ic``, ``it``), without autograd: the computed
+        and rebuilt parts are written straight into the output, the gate weights and any absorbed affine
+        (a, s) applied on the way.
+
+        Eq. 3.5 with one alternative each is ``V_t·f^t(V_c·f^c(Y'))``: the computed and channel-rebuilt
+        maps are scaled by ``a·V_c·V_t``; a temporally rebuilt frame is ``w·(computed frame) + b`` inside
+        ``f^t``, so its bias ``b`` is scaled by ``a·V_t`` alone.
+        """
+        k, factor = self.channel_counts[ic], self.temporal_factors[it]
+        b = vc.shape[0]
         v = vc[:, ic] * vt[:, it]
         v5 = None if bool((v == 1).all()) else v.view(b, 1, 1, 1, 1)
         a5, s5 = self._post5()
@@ -459,13 +481,16 @@ class DynamicConv(nn.Module):
             _emit(rebuilt, scale_r, shift_r, computed[:, k:], rows)
         if factor > 1:
             weights, shifts = self.temporal_ops[it - 1].tables()
+            vt_1 = vt[:, it]
+            vt5 = None if bool((vt_1 == 1).all()) else vt_1.view(b, 1, 1, 1, 1)
+            shift_scale = _mul(a5, vt5)  # Φ^t's bias sits outside V_c (eq. 3.5): a·V_t, not a·V_c·V_t
             for j in range(1, factor):
                 n = len(range(j, self.out_frames, factor))
                 if n == 0:
                     continue
                 w5 = weights[j].view(1, -1, 1, 1, 1)
-                # rebuilt frame = w·(computed frame before any absorbed shift s) + shift·(a·v), then + s
-                shift = _mul(shifts[j].view(1, -1, 1, 1, 1), scale)
+                # rebuilt frame = w·(computed frame before any absorbed shift s) + b·(a·V_t), then + s
+                shift = _mul(shifts[j].view(1, -1, 1, 1, 1), shift_scale)
                 if s5 is not None:
                     shift = shift + s5 * (1 - w5)
                 _emit(computed[:, :, :n], w5, shift, out[:, :, j::factor], rows, src_in_batch=True)
@@ -524,6 +549,14 @@ class DynamicConv(nn.Module):
             if not alts_c or not alts_t:
                 return self._skipped_output(b, height, width, x)
             return self._to_native(self._hard_group(x, vc, vt, alts_c, alts_t))
+        return self._hard_mixed(x, vc, vt, codes, uniq, height, width)
+
+    def _hard_mixed(self, x: torch.Tensor, vc: torch.Tensor, vt: torch.Tensor, codes: torch.Tensor, uniq: list[int],
+                    height: int, width: int) -> torch.Tensor:
+        """Hard-mode native output of a batch whose clips use different alternatives (bit ``codes``, the
+        distinct ones ``uniq``): each group of clips runs at its own reduced size into its rows of the output,
+        a clip that skips the layer gets `_fill_skipped`."""
+        b = vc.shape[0]
         native = torch.empty(self._output_shape(b, height, width), device=x.device, dtype=x.dtype,
                              memory_format=self._memory_format(x))
         out = self._as_output_clips(native, b)

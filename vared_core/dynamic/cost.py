@@ -72,8 +72,16 @@ def clip_gflops(model: nn.Module) -> torch.Tensor:
     (training) it is what the same gate decisions cost at inference.
 
     Example:
-        >>> logits = model(clips)              # doctest: +SKIP
-        >>> clip_gflops(model).mean()          # average GFLOPs per clip of this batch
+        >>> from vared_core.dynamic import DynamicSpec, dynamize, force_policy
+        >>> net = nn.Sequential(nn.Conv3d(3, 8, (1, 3, 3), padding=(0, 1, 1)), nn.ReLU(),
+        ...                     nn.Conv3d(8, 16, (1, 3, 3), padding=(0, 1, 1)))
+        >>> model = dynamize(net, DynamicSpec(search_space=2), clip_shape=(3, 4, 16, 16)).eval()
+        >>> clips = torch.randn(2, 3, 4, 16, 16)
+        >>> with torch.no_grad(), force_policy(model, temporal=[0, 1], channel=0):
+        ...     logits = model(clips)
+        >>> full, half_frames = clip_gflops(model).tolist()    # GFLOPs of each clip of this batch
+        >>> round(half_frames / full, 2)       # the second clip: every other frame, plus gates and copies
+        0.51
     """
     tracker = getattr(model, _TRACKER_ATTR, None)
     if tracker is None:

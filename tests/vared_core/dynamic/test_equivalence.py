@@ -1,0 +1,283 @@
+"""Hard mode computes the network soft mode trains, on every path a forward can take.
+
+One sweep crosses the engine's paths: soft vs hard × grad / no-grad × raw / normalised gate weights ×
+BatchNorm fused / not × contiguous / channels-last × the policies a batch can carry (the gates' own mixed
+choices, one uniform gate choice, a pinned uniform policy, a pinned mixed one, clips skipping layers) ×
+S ∈ {2, 3} × temporal / channel / both, on every tiny backbone, with random gate and cheap-op parameters.
+Every output must match the soft, unfused, contiguous forward with grad to 1e-5 of its largest value. The
+sweep runs in float64, so float rounding through a deep net stays far below that and any miss is a wrong
+formula; the directed tests below run in float32, the dtype of training and evaluation.
+
+The branches of the hard path are watched by spies that call through to the real methods, and directed
+tests make each branch run and match, so a refactor cannot route around one without a test noticing.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from collections import Counter
+from contextlib import ExitStack, nullcontext
+
+import pytest
+import torch
+from torch import nn
+
+from vared_core.dynamic import DynamicConv, DynamicSpec, dynamic_layers, dynamic_mode, force_policy, fuse_batchnorm
+from vared_core.models import build_model, list_models
+
+from .conftest import randomize_bn, randomize_gates
+
+RTOL = 1e-5
+CLIP = (3, 8, 16, 16)
+BATCH = 4
+BACKBONES = sorted(n for n in list_models() if n.endswith("_tiny"))
+DIMS = {"temporal": (True, False), "channel": (False, True), "both": (True, True)}
+POLICIES = ("gates", "uniform", "pinned", "mixed", "skipping")
+HARD_BRANCHES = ("_hard_direct", "_hard_assembled", "_hard_mixed", "_skipped_output", "_fill_skipped")
+
+
+@pytest.fixture
+def hard_paths(monkeypatch) -> Counter:
+    """Counts calls of each hard-path branch of every `DynamicConv` (the real methods still run)."""
+    calls: Counter = Counter()
+    for branch in HARD_BRANCHES:
+        real = getattr(DynamicConv, branch)
+
+        def spy(self, *args, _real=real, _branch=branch, **kwargs):
+            calls[_branch] += 1
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(DynamicConv, branch, spy)
+    return calls
+
+
+def _relative_error(y: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((y.detach() - ref.detach()).abs().max() / ref.detach().abs().max().clamp(min=1e-12))
+
+
+def _channels_last(model: nn.Module) -> nn.Module:
+    """Every 5D parameter and buffer in channels_last_3d, every 4D one in channels_last."""
+    formats = {4: torch.channels_last, 5: torch.channels_last_3d}
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.dim() in formats:
+            t.data = t.data.contiguous(memory_format=formats[t.dim()])
+    return model
+
+
+def _dynamic_model(name: str, spec: DynamicSpec, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    model = build_model(name, num_classes=5, dynamic=spec, crop_size=CLIP[-1])
+    randomize_bn(model, seed=seed)
+    randomize_gates(model, seed=seed)
+    return model.eval().double()
+
+
+def _policy(model: nn.Module, policy: str, spec: DynamicSpec, g: torch.Generator):
+    """(clips, pin) for one policy: ``pin(m)`` is a context pinning on ``m`` what ``policy`` pins."""
+    if policy == "uniform":  # one clip repeated: the gates choose the same (raw) weights for every clip
+        x = torch.randn(1, *CLIP, generator=g, dtype=torch.float64)
+        return x.expand(4, *CLIP).contiguous(), lambda m: nullcontext()
+    x = torch.randn(BATCH, *CLIP, generator=g, dtype=torch.float64)
+    s = spec.search_space
+    temporal = lambda v: v if spec.temporal else None  # noqa: E731 - a dimension that is not gated takes no pin
+    channel = lambda v: v if spec.channel else None  # noqa: E731
+    if policy == "pinned":
+        return x, lambda m: force_policy(m, temporal=temporal(s - 1), channel=channel(s - 1))
+    if policy == "mixed":
+        return x, lambda m: force_policy(m, temporal=temporal([i % s for i in range(BATCH)]),
+                                         channel=channel([(i // 2) % s for i in range(BATCH)]))
+    if policy == "skipping":  # gates pushed toward zero until whole dimensions switch off for some clips
+        for _ in range(12):
+            with torch.no_grad():
+                model(x)
+            if _some_clips_skip(_choices(model)):
+                break
+            for _, m in dynamic_layers(model):
+                m.gate.beta.data -= 0.25
+    return x, lambda m: nullcontext()
+
+
+def _choices(model: nn.Module) -> list[tuple[list[int], list[int]]]:
+    return [(m.last.channel_choice.tolist(), m.last.temporal_choice.tolist()) for _, m in dynamic_layers(model)]
+
+
+def _some_clips_skip(choices: list[tuple[list[int], list[int]]]) -> bool:
+    """Whether some layer has clips that skip it beside clips that do not."""
+    skips = [sum(ci < 0 or ti < 0 for ci, ti in zip(c, t)) for c, t in choices]
+    return any(0 < k < len(c) for k, (c, _) in zip(skips, choices))
+
+
+def _check_policy_shape(policy: str, choices: list[tuple[list[int], list[int]]]) -> None:
+    """The batch really carries the policy named (the sweep would prove little otherwise)."""
+    per_layer = [set(zip(c, t)) for c, t in choices]
+    if policy in ("uniform", "pinned"):
+        assert all(len(p) == 1 for p in per_layer)
+    elif policy == "mixed":
+        assert all(len(p) > 1 for p in per_layer)
+    elif policy == "skipping":
+        assert _some_clips_skip(choices), "no layer where some clips skip and others do not"
+    else:
+        assert any(len(p) > 1 for p in per_layer), "the random gates chose the same policy for every clip"
+
+
+def _forward(model: nn.Module, x: torch.Tensor, mode: str, grad: bool, layout: str) -> torch.Tensor:
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    with dynamic_mode(model, mode), torch.set_grad_enabled(grad):
+        return model(x)
+
+
+def _sweep(name: str, s: int, dims: str, normalize: bool, hard_paths: Counter) -> None:
+    temporal, channel = DIMS[dims]
+    spec = DynamicSpec(search_space=s, temporal=temporal, channel=channel, normalize_weights=normalize)
+    errors = {}
+    for p_index, policy in enumerate(POLICIES):
+        model = _dynamic_model(name, spec, seed=p_index)
+        x, pin = _policy(model, policy, spec, torch.Generator().manual_seed(100 + p_index))
+        fused = fuse_batchnorm(model, CLIP)
+        variants = {"plain": model, "fused": fused}
+        variants |= {f"{k}+cl": _channels_last(copy.deepcopy(m)) for k, m in list(variants.items())}
+        with ExitStack() as stack:
+            for m in variants.values():
+                stack.enter_context(pin(m))
+            ref = _forward(model, x, "soft", True, "contiguous")
+            ref_choices = _choices(model)
+            _check_policy_shape(policy, ref_choices)
+            for key, m in variants.items():
+                layout = "channels_last" if key.endswith("+cl") else "contiguous"
+                for mode in ("soft", "hard"):
+                    for grad in (True, False):
+                        y = _forward(m, x, mode, grad, layout)
+                        errors[(policy, key, mode, grad)] = _relative_error(y, ref)
+                        assert _choices(m) == ref_choices, (policy, key, mode, grad)
+    bad = {k: e for k, e in errors.items() if e > RTOL}
+    assert not bad, f"outputs differ from soft mode beyond {RTOL}: {bad}"
+    assert hard_paths["_hard_direct"] + hard_paths["_hard_assembled"] > 0
+
+
+# The per-backbone factors (S × dims × weights) in a covering of strength 2: each backbone runs 6 of the 12
+# combinations, so that every pair of values of any two factors (backbone included) meets, and every combination
+# runs on two backbones; the forward's own factors (policy × BN × layout × mode × grad) are crossed in full inside
+# each case. VARED_EXHAUSTIVE=1 runs all 48 cases (about 6 min on 2 cores, against 3 for the covering).
+_ROWS = [(2, "temporal", False), (3, "temporal", True), (2, "channel", True),
+         (3, "channel", False), (2, "both", False), (3, "both", True)]
+_FLIPPED = [(s, d, not norm) for s, d, norm in _ROWS]
+if os.environ.get("VARED_EXHAUSTIVE") == "1":
+    CASES = [(n, s, d, norm) for n in BACKBONES for s in (2, 3) for d in DIMS for norm in (False, True)]
+else:
+    CASES = [(n, *row) for i, n in enumerate(BACKBONES) for row in (_ROWS if i % 2 == 0 else _FLIPPED)]
+# the fast lane: one case per backbone, together reaching S 2 and 3, every dimension, both weightings
+FAST = {(n, *(_ROWS if i % 2 == 0 else _FLIPPED)[r]) for i, (n, r) in enumerate(zip(BACKBONES, (4, 5, 0, 3)))}
+
+
+@pytest.mark.parametrize(
+    "name, s, dims, normalize",
+    [pytest.param(*c, marks=() if c in FAST else pytest.mark.slow) for c in CASES],
+    ids=[f"{n}-S{s}-{d}-{'norm' if norm else 'raw'}" for n, s, d, norm in CASES],
+)
+def test_every_path_equals_soft_mode(name: str, s: int, dims: str, normalize: bool, hard_paths: Counter) -> None:
+    _sweep(name, s, dims, normalize, hard_paths)
+
+
+# ------------------------------------------------------------------ each hard branch, directed
+def _one_conv(spec: DynamicSpec, beta: list[float], reads_mean: list[float] | None = None) -> DynamicConv:
+    """A dynamic 1×3×3 conv (8 → 12 channels, 6 frames) with random cheap ops whose gate outputs
+    φ(reads_mean · tanh(m) + β), m the clip's mean input: the same weights for every clip when
+    ``reads_mean`` is None."""
+    torch.manual_seed(0)
+    conv = DynamicConv(nn.Conv3d(8, 12, (1, 3, 3), padding=(0, 1, 1)), spec, in_frames=6, name="conv").eval()
+    gate = conv.gate
+    with torch.no_grad():
+        gate.fc1.weight.zero_()
+        gate.fc1.bias.zero_()
+        gate.fc1.weight[0] = 1 / gate.fc1.in_features  # hidden unit 0 = the clip's mean; BN starts as identity
+        gate.fc2.weight.zero_()
+        if reads_mean is not None:
+            gate.fc2.weight[:, 0] = torch.tensor(reads_mean)
+        gate.beta.copy_(torch.tensor(beta))
+        for op in conv.temporal_ops:
+            op.weight.normal_(1, 0.3)
+            op.bias.normal_()
+        for op in conv.channel_ops:
+            op.bn.running_mean.normal_(0, 0.2)
+            op.bn.bias.normal_(0, 0.5)
+    return conv
+
+
+def _soft_and_hard(conv: DynamicConv, x: torch.Tensor, calls: Counter) -> tuple[torch.Tensor, torch.Tensor]:
+    """Soft output with grad, then hard without; ``calls`` counts the hard forward's branches only."""
+    with dynamic_mode(conv, "soft"):
+        ref = conv(x)
+    calls.clear()
+    with torch.no_grad(), dynamic_mode(conv, "hard"):
+        return ref, conv(x)
+
+
+def test_issue_reproduction_no_grad_hard_equals_soft() -> None:
+    """The report's network: raw gate weights, random gates and cheap ops, hard mode under no_grad."""
+    from vared_core.dynamic import dynamize
+
+    base = nn.Sequential(nn.Conv3d(3, 16, (1, 3, 3), padding=(0, 1, 1)), nn.BatchNorm3d(16), nn.ReLU(),
+                         nn.Conv3d(16, 32, (1, 3, 3), padding=(0, 1, 1)), nn.BatchNorm3d(32), nn.ReLU(),
+                         nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(32, 5)).eval()
+    for seed in range(4):
+        torch.manual_seed(seed)
+        g = dynamize(copy.deepcopy(base), DynamicSpec(search_space=2), clip_shape=(3, 8, 32, 32))
+        with torch.no_grad():
+            for n, p in g.named_parameters():
+                if any(k in n for k in ("gate", "channel_ops", "temporal_ops")):
+                    p.add_(torch.randn_like(p) * 0.5)
+        g.eval()
+        x = torch.randn(16, 3, 8, 32, 32)
+        with dynamic_mode(g, "soft"):
+            ys = g(x)
+        with torch.no_grad(), dynamic_mode(g, "hard"):
+            yh = g(x)
+        assert _relative_error(yh, ys) <= RTOL
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_direct_branch_scales_temporal_bias_by_temporal_weight_only(fused: bool, hard_paths: Counter) -> None:
+    # temporal weights [0, φ(0.8)], channel weights [0, φ(0.6)]: one reduced alternative each, both < 1
+    conv = _one_conv(DynamicSpec(search_space=2), [-1.0, 0.8, -1.0, 0.6])
+    if fused:
+        conv.absorb_affine(torch.rand(12) + 0.5, torch.randn(12))
+    ref, y = _soft_and_hard(conv, torch.randn(3, 8, 6, 10, 10), hard_paths)
+    assert hard_paths["_hard_direct"] == 1 and hard_paths["_hard_assembled"] == 0
+    assert conv.last.channel_choice.tolist() == [1, 1, 1] and conv.last.temporal_choice.tolist() == [1, 1, 1]
+    assert _relative_error(y, ref) <= RTOL
+
+
+def test_assembled_branch_with_grad_and_with_several_alternatives(hard_paths: Counter) -> None:
+    conv = _one_conv(DynamicSpec(search_space=2), [0.8, 0.8, 0.5, 0.6])  # every alternative in use
+    x = torch.randn(3, 8, 6, 10, 10)
+    ref, without_grad = _soft_and_hard(conv, x, hard_paths)
+    with dynamic_mode(conv, "hard"):
+        with_grad = conv(x)
+    assert with_grad.requires_grad
+    assert hard_paths["_hard_assembled"] == 2 and hard_paths["_hard_direct"] == 0
+    assert _relative_error(with_grad, ref) <= RTOL and _relative_error(without_grad, ref) <= RTOL
+
+
+def test_mixed_branch_groups_clips_and_fills_skipped_ones(hard_paths: Counter) -> None:
+    # gate outputs [t0, t1, c0, c1] from h = tanh(clip mean):
+    #   t0 = φ(4h - 0.2), t1 = φ(-4h - 0.2), c0 = φ(-4h + 1), c1 = φ(4h)
+    conv = _one_conv(DynamicSpec(search_space=2), [-0.2, -0.2, 1.0, 0.0], reads_mean=[4.0, -4.0, -4.0, 4.0])
+    conv.absorb_affine(torch.rand(12) + 0.5, torch.randn(12))
+    means = torch.tensor([1.0, -1.0, 0.1, 0.0, 1.0])  # t0·c1, t1·c0 (direct), t0·c0+c1 (assembled), skip, t0·c1
+    x = means.view(-1, 1, 1, 1, 1) + 0.1 * torch.randn(5, 8, 6, 10, 10)
+    ref, y = _soft_and_hard(conv, x, hard_paths)
+    choices = list(zip(conv.last.channel_choice.tolist(), conv.last.temporal_choice.tolist()))
+    assert choices == [(1, 0), (0, 1), (0, 0), (0, -1), (1, 0)]  # clip 3: no temporal alternative
+    assert hard_paths["_hard_mixed"] == 1 and hard_paths["_fill_skipped"] == 1
+    assert hard_paths["_hard_direct"] == 2 and hard_paths["_hard_assembled"] == 1
+    assert _relative_error(y, ref) <= RTOL
+    assert torch.equal(y[3], conv.post_shift.view(12, 1, 1, 1).expand_as(y[3]))  # a skip outputs the shift
+
+
+def test_skipped_branch_when_every_clip_skips(hard_paths: Counter) -> None:
+    conv = _one_conv(DynamicSpec(search_space=2), [-1.0, -1.0, 0.5, 0.6])  # temporal weights all zero
+    conv.absorb_affine(torch.ones(12), torch.randn(12))
+    ref, y = _soft_and_hard(conv, torch.randn(2, 8, 6, 10, 10), hard_paths)
+    assert hard_paths["_skipped_output"] == 1 and hard_paths["_hard_direct"] + hard_paths["_hard_assembled"] == 0
+    assert _relative_error(y, ref) <= RTOL
