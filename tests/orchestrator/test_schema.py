@@ -69,13 +69,16 @@ def test_every_shipped_study_loads(path: Path) -> None:
         assert trial.model == base.model and trial.data == base.data
 
 
-def test_smoke_study_is_small() -> None:
+def test_smoke_study_is_small(monkeypatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     study = load_study(REPO / "studies" / "smoke.yaml")
     trials = len(study.grid_cells()) * study.search.num_samples
     assert 3 <= trials <= 6 and study.base_keys() == set()
     assert study.base["model"] == "r2plus1d_18_tiny" and study.resources.cpu == 1 and study.max_concurrent == 2
     assert study.search.sample["lambda_e"].kind == "loguniform"
     assert study.tracking_uri() == f"sqlite:///{REPO}/runs/smoke/mlflow.db" and study.experiment_name() == "smoke"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")  # a deployment moves it by environment
+    assert study.tracking_uri() == "http://mlflow:5000"
 
 
 def test_study_axes_match_the_seed_tables() -> None:

@@ -42,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
         if args.list:
             geo = clip_geometry(data, mcfg)
             dataset = make_dataset(args.list, train=False, num_frames=geo.num_frames, stride=geo.frame_stride,
-                                   size=geo.test_crop_size, sampling=geo.sampling, clips=data.test_clips,
-                                   crops=data.test_crops, root=args.root)  # fmt: skip
+                                   size=geo.test_crop_size, sampling=geo.sampling, clips=geo.test_clips,
+                                   crops=geo.test_crops, root=args.root, mean=geo.mean, std=geo.std)  # fmt: skip
         else:
             _, dataset = build_datasets(data, mcfg, seed=config.seed)
     except (OSError, ValueError) as e:

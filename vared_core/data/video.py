@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from vared_core.data.lists import ListFileError, VideoList, VideoRecord, find_missing, read_video_list
 from vared_core.data.sampling import ClipSampler, DenseClipSampler, SegmentSampler
-from vared_core.data.transforms import ClipTransform, test_transform, train_transform
+from vared_core.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform, test_transform, train_transform
 
 __all__ = ["DatasetStats", "VideoDataset", "make_dataset", "sample_seed"]
 
@@ -132,6 +132,7 @@ class VideoDataset(Dataset[dict[str, Any]]):
         seed: int = 0,
         decode_short_side: int | None = None,
         max_skips: int = 20,
+        crops: int = 1,
     ) -> None:
         if isinstance(source, VideoList):
             listed = source
@@ -147,8 +148,12 @@ class VideoDataset(Dataset[dict[str, Any]]):
             raise ValueError(f"VideoDataset: max_skips must be ≥ 0, got {max_skips}")
         if decode_short_side is not None and decode_short_side < 1:
             raise ValueError(f"VideoDataset: decode_short_side must be ≥ 1 or None, got {decode_short_side}")
+        if crops not in (1, 3):
+            raise ValueError(f"VideoDataset: crops must be 1 or 3, got {crops}")
         self.sampler = sampler
         self.transform = transform
+        #: views the transform makes of each clip (3: left, centre, right): how `evaluate` finds the centre crop
+        self.crops = crops
         self.seed = seed
         self.decode_short_side = decode_short_side
         self.max_skips = max_skips
@@ -357,6 +362,8 @@ def make_dataset(
     decode_short_side: int | None = None,
     root: str | os.PathLike[str] | None = None,
     classes: Sequence[str] | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
 ) -> VideoDataset:
     """A `VideoDataset` with the seed's sampling and augmentation for training or testing.
 
@@ -373,6 +380,8 @@ def make_dataset(
         clips: K, test clips per video (ignored in training). crops: test crops per clip, 1 or 3.
         flip: random horizontal flips in training; turn off when the classes depend on left/right
             direction (as the synthetic pan_left / pan_right, rotate_cw / rotate_ccw classes do).
+        mean / std: per-channel normalisation of pixels in [0, 1]: the backbone's own (`ModelCfg.mean`), so
+            published weights see the inputs they were trained on.
 
     Example:
         >>> from vared_core.data import make_synthetic
@@ -391,8 +400,11 @@ def make_dataset(
         raise ValueError(
             f"make_dataset: sampling must be 'dense' (3D nets) or 'segment' (TSN, 2D nets), got {sampling!r}"
         )
-    transform = train_transform(size, flip=flip) if train else test_transform(size, crops=crops)
+    if train:
+        transform = train_transform(size, flip=flip, mean=mean, std=std)
+    else:
+        transform = test_transform(size, crops=crops, mean=mean, std=std)
     return VideoDataset(
         source, sampler=sampler, transform=transform, root=root, classes=classes, seed=seed,
-        decode_short_side=decode_short_side,
+        decode_short_side=decode_short_side, crops=1 if train else crops,
     )

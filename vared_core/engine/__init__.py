@@ -12,7 +12,7 @@ Example::
 from __future__ import annotations
 
 from .checkpoint import CheckpointError, checkpoint_dirs, latest_checkpoint, load_checkpoint, save_checkpoint
-from .config import ConfigError, DataConfig, OptimConfig, SyntheticData, TrainConfig, load_config
+from .config import ConfigError, DataConfig, OptimConfig, ResolvedOptim, SyntheticData, TrainConfig, load_config, resolve_optim
 from .data import ClipGeometry, build_datasets, clip_geometry, ensure_synthetic
 from .evaluate import EvalResult, VideoRow, evaluate, score_views
 from .train import FitResult, TrainingDiverged, build_run_model, fit, load_model
@@ -25,6 +25,7 @@ __all__ = [
     "EvalResult",
     "FitResult",
     "OptimConfig",
+    "ResolvedOptim",
     "SyntheticData",
     "TrainConfig",
     "TrainingDiverged",
@@ -41,5 +42,6 @@ __all__ = [
     "load_config",
     "load_model",
     "save_checkpoint",
+    "resolve_optim",
     "score_views",
 ]

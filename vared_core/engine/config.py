@@ -15,6 +15,7 @@ Example:
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from vared_core.dynamic import DynamicSpec
 
-__all__ = ["ConfigError", "DataConfig", "OptimConfig", "SyntheticData", "TrainConfig", "load_config"]
+__all__ = ["ConfigError", "DataConfig", "OptimConfig", "ResolvedOptim", "SyntheticData", "TrainConfig", "load_config",
+           "resolve_optim"]
 
 
 class _Strict(BaseModel):
@@ -52,6 +54,11 @@ class DataConfig(_Strict):
 
     Either ``synthetic`` or both list files (Kinetics-style CSV / space-separated lists, see
     `vared_core.data.read_list`). ``None`` geometry fields take the backbone's defaults.
+
+    The test protocol is the seed's *K-LeftCenterRight*: ``test_clips`` (K) clips evenly over each video ×
+    ``test_crops`` (left, centre, right) crops, the video's prediction the mean over the 3K views. ``None``
+    takes the backbone's default (`ModelCfg.test_clips`: K = 10, 3 crops for full-size backbones), and
+    ``protocol: moments`` caps that default K at 3, as the seed tests Moments-in-Time.
     """
 
     synthetic: SyntheticData | None = None
@@ -64,8 +71,9 @@ class DataConfig(_Strict):
     crop_size: int | None = Field(None, ge=8)
     test_crop_size: int | None = Field(None, ge=8)
     flip: bool = True
-    test_clips: int = Field(1, ge=1)
-    test_crops: Literal[1, 3] = 1
+    test_clips: int | None = Field(None, ge=1)
+    test_crops: Literal[1, 3] | None = None
+    protocol: Literal["kinetics", "moments"] = "kinetics"
     batch_size: int = Field(8, ge=1)
     eval_batch_size: int | None = Field(None, ge=1)
     num_workers: int | None = Field(None, ge=0)
@@ -83,8 +91,10 @@ class DataConfig(_Strict):
 class OptimConfig(_Strict):
     """SGD with Nesterov momentum; linear warm-up then cosine decay, stepped every iteration.
 
-    ``lr`` / ``weight_decay`` ``None`` take the backbone's values from the seed (`ModelCfg.lr`,
-    `ModelCfg.weight_decay`). Weight decay applies to conv and linear weights, not to norms or biases.
+    ``None`` fields take the backbone's recipe from the seed (`resolve_optim`): ``lr`` its ``lr`` for a run
+    from scratch or its ``finetune_lr`` for a run that starts from a checkpoint, scaled linearly from the
+    backbone's ``total_batch`` to this run's; ``weight_decay`` its own; ``warmup_epochs`` its warm-up for a
+    run from scratch and none for a fine-tune. An lr given here is used as it is. Weight decay applies to conv and linear weights, not to norms or biases.
     ``gate_lr_mult`` scales the learning rate of the soft modulation gates, which a dynamic fine-tune
     trains from scratch while the backbone only adapts (e.g. backbone lr 0.001, gates ×10).
     ``grad_clip`` bounds the gradient norm of the whole model; ``gate_grad_clip`` that of the gates' parameters
@@ -97,7 +107,7 @@ class OptimConfig(_Strict):
     weight_decay: float | None = Field(None, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = True
-    warmup_epochs: float = Field(0.0, ge=0)
+    warmup_epochs: float | None = Field(None, ge=0)
     min_lr_ratio: float = Field(0.0, ge=0, le=1)
     grad_clip: float | None = Field(None, gt=0)
     gate_lr_mult: float = Field(1.0, gt=0)
@@ -111,9 +121,9 @@ class TrainConfig(_Strict):
         model: registered backbone name (`vared_core.list_models`).
         num_classes: classifier outputs; ``None`` = the dataset's class count.
         width: channel width multiplier of the backbone.
-        stage: ``"base"`` trains the static backbone from scratch; ``"dynamic"`` loads
-            ``base_checkpoint`` (if given), dynamizes with ``dynamic`` and fine-tunes with
-            cross-entropy + ``lambda_e`` · efficiency loss (method doc §5–6).
+        stage: ``"base"`` trains the static backbone; ``"dynamic"`` dynamizes it with ``dynamic`` and trains
+            with cross-entropy + ``lambda_e`` · efficiency loss (method doc §5–6), from scratch or from
+            ``base_checkpoint``.
         dynamic: the dynamic spec (stage ``"dynamic"`` only; default `DynamicSpec()`).
         dynamic_include: fnmatch patterns of the convs to make dynamic; ``None`` = backbone default.
         lambda_e: weight λ_e of the efficiency loss.
@@ -121,7 +131,10 @@ class TrainConfig(_Strict):
             randomly drawn alternative per clip (`vared_core.dynamic.random_policy`), training the cheap ops
             and backbone for every alternative before the gates learn to choose (0: gates from the start,
             as the seed). May be fractional; counted in optimizer steps.
-        base_checkpoint: checkpoint (file or directory) of a base run whose weights start the fine-tune.
+        base_checkpoint: checkpoint (file or directory) of the run this one continues as a new stage: a base
+            run (its static weights are dynamized: base → dynamize → fine-tune) or, for stage ``"dynamic"``, a
+            dynamic run with the same dynamic layers (the seed's fine-tune of a dynamic model trained from
+            scratch: gates and cheap ops carried over). The new stage has its own λ_e, epochs and optimiser.
         epochs: training epochs.
         seed: seed of initialisation, clip sampling and shuffling; CPU runs are bit-reproducible.
         output_dir: run folder: ``checkpoints/epoch_NNNN/`` and ``metrics.jsonl``.
@@ -161,8 +174,8 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _stage_fields(self) -> TrainConfig:
-        if self.stage == "base" and (self.dynamic is not None or self.base_checkpoint is not None):
-            raise ValueError("'dynamic' and 'base_checkpoint' belong to stage 'dynamic'; this run has stage 'base'")
+        if self.stage == "base" and self.dynamic is not None:
+            raise ValueError("'dynamic' belongs to stage 'dynamic'; this run has stage 'base'")
         if self.stage == "base" and self.policy_warmup_epochs > 0:
             raise ValueError("'policy_warmup_epochs' belongs to stage 'dynamic'; this run has stage 'base'")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
@@ -182,6 +195,51 @@ class TrainConfig(_Strict):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+@dataclass(frozen=True)
+class ResolvedOptim:
+    """The optimiser settings a run really uses, after the backbone's defaults and the lr scaling."""
+
+    lr: float
+    weight_decay: float
+    warmup_epochs: float
+    total_batch: int
+    lr_scale: float  # total_batch / the backbone's total batch (1: an lr given by the config, or no scaling)
+    from_scratch: bool
+
+
+def resolve_optim(config: TrainConfig, model_cfg: Any, *, workers: int = 1) -> ResolvedOptim:
+    """``config.optim`` with every ``None`` replaced by the backbone's seed recipe (see `OptimConfig`).
+
+    The total batch is ``data.batch_size`` × ``workers``; the linear scaling rule (Goyal et al., 2017) takes
+    the backbone's lr from its ``total_batch`` to this one.
+
+    Example:
+        >>> from vared_core.models import get_model_cfg
+        >>> cfg = TrainConfig(model="r2plus1d_18", epochs=120, output_dir="runs/base",
+        ...                   data=DataConfig(train_list="t.csv", val_list="v.csv", batch_size=12))
+        >>> r = resolve_optim(cfg, get_model_cfg("r2plus1d_18"), workers=8)   # 8 GPUs × 12 clips
+        >>> round(r.lr, 4), r.weight_decay, r.warmup_epochs, r.total_batch
+        (0.015, 0.0005, 15.0, 96)
+    """
+    total = config.data.batch_size * workers
+    from_scratch = config.base_checkpoint is None
+    optim = config.optim
+    scale = 1.0
+    if optim.lr is not None:
+        lr = optim.lr
+    else:
+        lr = model_cfg.lr if from_scratch else model_cfg.finetune_lr
+        if model_cfg.total_batch is not None:
+            scale = total / model_cfg.total_batch
+            lr *= scale
+    warmup = optim.warmup_epochs
+    if warmup is None:
+        warmup = model_cfg.warmup_epochs if from_scratch else 0.0
+    wd = optim.weight_decay if optim.weight_decay is not None else model_cfg.weight_decay
+    return ResolvedOptim(lr=lr, weight_decay=wd, warmup_epochs=warmup, total_batch=total, lr_scale=scale,
+                         from_scratch=from_scratch)
 
 
 class ConfigError(ValueError):

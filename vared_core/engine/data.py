@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from vared_core.data import VideoDataset, make_dataset, make_synthetic
+from vared_core.data import IMAGENET_MEAN, IMAGENET_STD, VideoDataset, make_dataset, make_synthetic
 from vared_core.models import ModelCfg
 
 from .config import DataConfig, SyntheticData
@@ -79,6 +79,10 @@ class ClipGeometry:
     crop_size: int
     test_crop_size: int
     sampling: str  # "dense" or "segment" (`ModelCfg.sampling`, `make_dataset`)
+    test_clips: int = 1  # K of K-LeftCenterRight
+    test_crops: int = 1  # 3: left, centre, right
+    mean: tuple[float, ...] = IMAGENET_MEAN  # the backbone's input normalisation
+    std: tuple[float, ...] = IMAGENET_STD
 
     @property
     def clip_shape(self) -> tuple[int, int, int, int]:
@@ -91,6 +95,7 @@ class ClipGeometry:
 
 def clip_geometry(data: DataConfig, model_cfg: ModelCfg) -> ClipGeometry:
     crop = data.crop_size or model_cfg.crop_size
+    clips = data.test_clips or (min(model_cfg.test_clips, 3) if data.protocol == "moments" else model_cfg.test_clips)
     return ClipGeometry(
         num_frames=data.num_frames or model_cfg.num_frames,
         frame_stride=data.frame_stride or model_cfg.frame_stride or 1,
@@ -98,11 +103,16 @@ def clip_geometry(data: DataConfig, model_cfg: ModelCfg) -> ClipGeometry:
         # a crop set in the config sets the test crop too, unless that is set on its own
         test_crop_size=data.test_crop_size or (crop if data.crop_size else model_cfg.test_crop_size),
         sampling=model_cfg.sampling,
+        test_clips=clips,
+        test_crops=data.test_crops or model_cfg.test_crops,
+        mean=tuple(model_cfg.mean),
+        std=tuple(model_cfg.std),
     )
 
 
 def build_datasets(data: DataConfig, model_cfg: ModelCfg, *, seed: int) -> tuple[VideoDataset, VideoDataset]:
-    """(train, val) datasets: random training clips; ``test_clips`` × ``test_crops`` views per val video."""
+    """(train, val) datasets: random training clips; ``test_clips`` × ``test_crops`` views per val video; both
+    normalised with the backbone's own statistics."""
     if data.synthetic is not None:
         train_list, val_list = ensure_synthetic(data.synthetic)
     else:
@@ -111,11 +121,11 @@ def build_datasets(data: DataConfig, model_cfg: ModelCfg, *, seed: int) -> tuple
     geo = clip_geometry(data, model_cfg)
     common = dict(
         num_frames=geo.num_frames, stride=geo.frame_stride, sampling=geo.sampling, seed=seed,
-        root=data.root, classes=data.classes,
+        root=data.root, classes=data.classes, mean=geo.mean, std=geo.std,
     )
     train = make_dataset(train_list, train=True, size=geo.crop_size, flip=data.flip, **common)
     val = make_dataset(
-        val_list, train=False, size=geo.test_crop_size, clips=data.test_clips, crops=data.test_crops,
+        val_list, train=False, size=geo.test_crop_size, clips=geo.test_clips, crops=geo.test_crops,
         classes=train.classes, **{k: v for k, v in common.items() if k != "classes"},
     )
     return train, val

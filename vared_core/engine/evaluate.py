@@ -1,10 +1,11 @@
 """`evaluate`: the seed's test metrics for any model (static or dynamic) on a multi-view test set.
 
-* **clip-1**: top-1 accuracy of single views, averaged over every view (the expected accuracy of a
-  one-clip test);
+* **clip-1**: top-1 accuracy of one clip per video, centre crop (the seed's single-clip test): of the K
+  clips the middle one (the earlier of the two middle ones for even K);
 * **video-1 / video-5**: top-1 / top-5 of each video's mean softmax over its views (K clips × crops,
   *K-LeftCenterRight*); with fewer than 5 classes, top-5 counts every class;
-* **GFLOPs** avg / max / min per view (one clip), from `clip_gflops` (what hard mode really computed);
+* **GFLOPs** avg / max / min per clip in the seed's unit (one clip, centre crop): over the centre-crop views
+  of every clip, from `clip_gflops` (what hard mode really computed);
 * **clips/s**: views through the model per second of forward time, the first batches excluded;
 * per dynamic layer and class, the mean ratio of output features computed (seed Figure 4-1);
 * every view's cost (Figure B-6) and the most / least expensive video of each class (Figure 4-2).
@@ -24,7 +25,7 @@ from torch import nn
 from vared_core.data import collate_clips, make_loader
 from vared_core.dynamic import clip_gflops, dynamic_layers, fuse_batchnorm, track_costs
 
-__all__ = ["EvalResult", "VideoRow", "evaluate", "score_views"]
+__all__ = ["EvalResult", "VideoRow", "centre_views", "evaluate", "score_views"]
 
 
 def score_views(logits: torch.Tensor, labels: torch.Tensor, num_views: int) -> dict[str, torch.Tensor]:
@@ -133,6 +134,23 @@ class EvalResult:
         return asdict(self)
 
 
+def centre_views(num_views: int, crops: int) -> tuple[int, list[int]]:
+    """For a video's views (clip-major, ``crops`` per clip): the clip-1 view (middle clip, centre crop) and
+    the centre-crop view of every clip.
+
+    Example:
+        >>> centre_views(30, crops=3)    # K = 10 clips × left/centre/right
+        (13, [1, 4, 7, 10, 13, 16, 19, 22, 25, 28])
+        >>> centre_views(1, crops=1)
+        (0, [0])
+    """
+    if crops not in (1, 3) or num_views % crops:
+        raise ValueError(f"evaluate: {num_views} views per video are not whole clips of {crops} crops")
+    centre = crops // 2
+    clips = num_views // crops
+    return (clips - 1) // 2 * crops + centre, [k * crops + centre for k in range(clips)]
+
+
 def _views(video: torch.Tensor) -> tuple[torch.Tensor, int]:
     if video.dim() == 6:
         return video.flatten(0, 1), video.shape[1]
@@ -153,6 +171,7 @@ def evaluate(
     class_names: Sequence[str] | None = None,
     channels_last: bool = False,
     fuse_bn: bool = True,
+    crops: int | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` on every video of ``dataset`` (items with ``"video"`` and ``"label"``).
 
@@ -168,7 +187,10 @@ def evaluate(
         class_names: names for the per-class tables; default ``dataset.classes`` or "0", "1", …
         fuse_bn: run an inference copy with BatchNorms folded into their convs (`fuse_batchnorm`), the
             form a deployed model runs in, so clips/s is inference speed; same outputs up to rounding.
+        crops: views per clip in the dataset's items (3: left, centre, right), to find the centre crops
+            clip-1 and GFLOPs are taken on; default ``dataset.crops``, else 1.
     """
+    crops = crops if crops is not None else getattr(dataset, "crops", 1)
     param = next(model.parameters(), None)
     device = torch.device(device) if device is not None else (param.device if param is not None else torch.device("cpu"))
     was_training, caller_model = model.training, model
@@ -180,6 +202,7 @@ def evaluate(
     top5: list[torch.Tensor] = []
     losses: list[torch.Tensor] = []
     view_cost: list[torch.Tensor] = []
+    centre_cost: list[torch.Tensor] = []  # the centre-crop views: the seed's unit
     ratios: list[torch.Tensor] = []  # (B·V, L) computed-feature ratio per view and layer
     view_labels: list[torch.Tensor] = []
     videos: list[VideoRow] = []
@@ -207,11 +230,13 @@ def evaluate(
             logits = logits.float().cpu()
             cost = clip_gflops(model).float()
             s = score_views(logits, labels, num_views)
-            clip_correct.append(s["clip_correct"])
+            one_view, centres = centre_views(num_views, crops)
+            clip_correct.append(s["clip_correct"].view(-1, num_views)[:, one_view])
             top1.append(s["video_top1"])
             top5.append(s["video_top5"])
             losses.append(F.cross_entropy(logits, labels.repeat_interleave(num_views), reduction="none"))
             view_cost.append(cost)
+            centre_cost.append(cost.view(-1, num_views)[:, centres].flatten())
             view_labels.append(labels.repeat_interleave(num_views))
             per_video_ratio = torch.zeros(len(labels), 0)
             if layers:
@@ -234,6 +259,7 @@ def evaluate(
     num_classes = max(len(names), int(torch.cat(view_labels).max()) + 1)
     names += [str(i) for i in range(len(names), num_classes)]
     cost_all = torch.cat(view_cost)
+    cost_centre = torch.cat(centre_cost)
     labels_all = torch.cat(view_labels)
     feature_ratio: list[list[float]] = []
     if layers:
@@ -250,9 +276,9 @@ def evaluate(
         video_top1=100.0 * float(torch.cat(top1).float().mean()),
         video_top5=100.0 * float(torch.cat(top5).float().mean()),
         loss=float(torch.cat(losses).mean()),
-        gflops_avg=float(cost_all.mean()),
-        gflops_max=float(cost_all.max()),
-        gflops_min=float(cost_all.min()),
+        gflops_avg=float(cost_centre.mean()),
+        gflops_max=float(cost_centre.max()),
+        gflops_min=float(cost_centre.min()),
         clips_per_s=sum(n for n, _ in timed) / seconds if seconds > 0 else math.nan,
         num_videos=len(videos),
         num_views=num_views,

@@ -1,4 +1,10 @@
-"""`fit`: train a base model, or dynamize a base checkpoint and fine-tune it with λ_e (method doc §5–6).
+"""`fit`: train a base model or a dynamic one, from scratch or from the checkpoint of an earlier stage.
+
+The seed's recipe (§4.3, Table 4.10) is two dynamic stages: a dynamic model trained from scratch (stage
+``"dynamic"``, no ``base_checkpoint``, λ_e 0), then a fine-tune with the efficiency loss that starts from that
+run's checkpoint with its own λ_e, epochs and lr. The alternative this project started with trains a static
+base (stage ``"base"``), then dynamizes it and fine-tunes with λ_e. Either second stage is one `TrainConfig`
+with ``base_checkpoint`` set.
 
 One epoch = one pass over the training set in soft mode (cross-entropy + λ_e · efficiency loss for a
 dynamic run), then, every ``eval_every`` epochs and after the last, `evaluate` in hard mode, a
@@ -35,7 +41,7 @@ from vared_core.dynamic import (
 from vared_core.models import build_model, get_model_cfg
 
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint, set_aside_later
-from .config import TrainConfig
+from .config import TrainConfig, resolve_optim
 from .data import build_datasets, clip_geometry
 from .evaluate import EvalResult, evaluate
 
@@ -76,38 +82,67 @@ def _device(name: str) -> torch.device:
 
 
 def build_run_model(config: TrainConfig, num_classes: int, *, load_base: bool = True) -> nn.Module:
-    """The model of a run: the static backbone, and for stage ``dynamic`` the base checkpoint's
-    weights (when given and ``load_base``) dynamized with the run's spec. Costs are tracked either way."""
+    """The model of a run: the static backbone, and for stage ``dynamic`` that backbone dynamized with the
+    run's spec. With ``load_base`` the run's ``base_checkpoint`` starts it: a base run's static weights are
+    loaded before dynamizing, a dynamic run's whole model (gates and cheap ops too) after. Costs are tracked
+    either way."""
     mcfg = get_model_cfg(config.model)
     geo = clip_geometry(config.data, mcfg)
     model = build_model(
         config.model, num_classes, num_frames=geo.num_frames, crop_size=geo.crop_size, width=config.width
     )
+    start = _start_state(config) if config.base_checkpoint is not None and load_base else None
+    if start is not None and start["config"].get("stage") == "base":
+        _load_start(model, config, num_classes, start)
     if config.stage == "dynamic":
-        if config.base_checkpoint is not None and load_base:
-            _load_base(model, config, num_classes)
         include = config.dynamic_include if config.dynamic_include is not None else mcfg.dynamic_include
         spec = config.spec
         assert spec is not None
         if not spec.is_static:  # a static spec (S = 1, or both dims off) is the fine-tuned base itself
             dynamize(model, spec, clip_shape=geo.clip_shape, include=include)
+    if start is not None and start["config"].get("stage") == "dynamic":
+        _load_start(model, config, num_classes, start)
     track_costs(model)
     return model
 
 
-def _load_base(model: nn.Module, config: TrainConfig, num_classes: int) -> None:
+#: DynamicSpec fields that only set how a fresh dynamic layer starts, so a run that continues a dynamic
+#: checkpoint may state them differently
+_SPEC_INIT_ONLY = {"gate_bias_full", "gate_bias_reduced", "cheap_zero_init"}
+
+
+def _start_state(config: TrainConfig) -> dict[str, Any]:
+    """The ``base_checkpoint`` a run starts from, checked to fit it: the same backbone and width, and for a
+    dynamic checkpoint (the seed's second stage) the same dynamic layers."""
     path = config.base_checkpoint
     state = load_checkpoint(path)  # type: ignore[arg-type]
-    base = state["config"]
-    wanted = {"model": config.model, "width": config.width, "stage": "base"}
-    found = {k: base.get(k) for k in wanted}
+    start = state["config"]
+    stage = start.get("stage")
+    if stage not in ("base", "dynamic"):
+        raise CheckpointError(f"base_checkpoint {path}: config.stage is {stage!r}, not 'base' or 'dynamic'")
+    wanted = {"model": config.model, "width": config.width}
+    found = {k: start.get(k) for k in wanted}
     if found != wanted:
         raise CheckpointError(f"base_checkpoint {path}: trained as {found}, this run needs {wanted}")
+    if stage == "dynamic":
+        if config.stage != "dynamic":
+            raise CheckpointError(f"base_checkpoint {path}: a dynamic run's checkpoint cannot start a base run")
+        mine, theirs = config.spec.to_dict(), TrainConfig.model_validate(start).spec.to_dict()  # type: ignore[union-attr]
+        diffs = [f"dynamic.{k}: {theirs[k]!r} there, {mine[k]!r} here" for k in mine
+                 if k not in _SPEC_INIT_ONLY and mine[k] != theirs.get(k)]
+        if start.get("dynamic_include") != config.dynamic_include:
+            diffs.append(f"dynamic_include: {start.get('dynamic_include')!r} there, {config.dynamic_include!r} here")
+        if diffs:
+            raise CheckpointError(f"base_checkpoint {path}: its dynamic layers differ from this run's: " + "; ".join(diffs))
+    return state
+
+
+def _load_start(model: nn.Module, config: TrainConfig, num_classes: int, state: dict[str, Any]) -> None:
     try:
         model.load_state_dict(state["model"], strict=True)
     except RuntimeError as e:
         raise CheckpointError(
-            f"base_checkpoint {path}: weights do not fit {config.model} with {num_classes} classes: "
+            f"base_checkpoint {config.base_checkpoint}: weights do not fit {config.model} with {num_classes} classes: "
             f"{str(e).splitlines()[0]} …"
         ) from None
 
@@ -217,15 +252,15 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
         )
     # random policies need dynamic layers; S = 1 (static) has none: nothing to warm up
     warmup_policy_steps = round(config.policy_warmup_epochs * steps_per_epoch) if dynamic_layers(model) else 0
-    lr = config.optim.lr if config.optim.lr is not None else mcfg.lr
-    wd = config.optim.weight_decay if config.optim.weight_decay is not None else mcfg.weight_decay
+    recipe = resolve_optim(config, mcfg)
+    lr, wd = recipe.lr, recipe.weight_decay
     gate_params = _gate_parameters(model)
     optimizer = torch.optim.SGD(
         _param_groups(model, lr, wd, config.optim.gate_lr_mult), lr=lr, momentum=config.optim.momentum, nesterov=config.optim.nesterov
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
-        _lr_lambda(steps_per_epoch * config.epochs, round(steps_per_epoch * config.optim.warmup_epochs),
+        _lr_lambda(steps_per_epoch * config.epochs, round(steps_per_epoch * recipe.warmup_epochs),
                    config.optim.min_lr_ratio),
     )  # fmt: skip
     use_amp = config.amp and device.type == "cuda"

@@ -228,7 +228,7 @@ default_cfgs: dict[str, ModelCfg] = {
     ),
     "i3d_inception_v2_tiny": ModelCfg(
         num_frames=8, crop_size=64, test_crop_size=64, frame_stride=1, classifier="fc",
-        dynamic_include=_DYNAMIC, paper=_PAPER,
+        dynamic_include=_DYNAMIC, paper=_PAPER, lr=0.1, warmup_epochs=0.0, total_batch=None, test_clips=1, test_crops=1,
     ),
 }
 

@@ -193,12 +193,12 @@ default_cfgs: dict[str, ModelCfg] = {
     "r2plus1d_18": ModelCfg(
         num_frames=16, crop_size=112, test_crop_size=128, frame_stride=1, mean=KINETICS_MEAN, std=KINETICS_STD,
         classifier="fc", dynamic_include=_SPATIAL_CONVS, paper=_PAPER,
-        lr=0.01, weight_decay=5e-4,
+        lr=0.18, finetune_lr=0.01, weight_decay=5e-4,
     ),
     "r2plus1d_18_tiny": ModelCfg(
         num_frames=8, crop_size=64, test_crop_size=64, frame_stride=1, mean=KINETICS_MEAN, std=KINETICS_STD,
         classifier="fc", dynamic_include=_SPATIAL_CONVS, paper=_PAPER,
-        lr=0.01, weight_decay=5e-4,
+        lr=0.01, finetune_lr=0.01, weight_decay=5e-4, warmup_epochs=0.0, total_batch=None, test_clips=1, test_crops=1,
     ),
 }
 

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from torch import nn
 
+from vared_core.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # one definition, re-exported here
+
 if TYPE_CHECKING:
     from vared_core.dynamic import DynamicSpec
 
@@ -39,8 +41,6 @@ __all__ = [
     "register_model",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)  # torchvision's video models (R(2+1)D Kinetics-400 weights)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
 
@@ -67,8 +67,17 @@ class ModelCfg:
         dynamic_include: fnmatch patterns over module names selecting the convs `build_model` makes
             dynamic by default (``None`` = every Conv2d/Conv3d); overridable per build.
         paper: reference of the architecture.
-        lr / weight_decay: the seed's SGD learning rate and weight decay for this backbone (method doc §6:
-            lr 0.01 R(2+1)D, 0.1 I3D/X3D; weight decay 5e-4 R(2+1)D, 1e-4 I3D, 5e-5 X3D; TSN's own 5e-4).
+        lr: SGD learning rate of a run from scratch (a base model, or a dynamic model trained from epoch 0) at
+            a total batch of ``total_batch`` clips; the seed's appendix A.2: 0.18 R(2+1)D, 1.8 I3D and X3D.
+        finetune_lr: learning rate of a fine-tune that starts from a checkpoint (seed §4.3: 0.01 R(2+1)D,
+            0.1 I3D and X3D), at the same total batch.
+        weight_decay: 5e-4 R(2+1)D, 1e-4 I3D, 5e-5 X3D (A.2); TSN's own 5e-4.
+        warmup_epochs: linear warm-up of a run from scratch (A.2: 15 on Kinetics); fine-tunes take none.
+        total_batch: the total batch (clips per step over every worker) ``lr`` and ``finetune_lr`` belong to:
+            the seed's 96 GPUs × 12 clips = 1152. A run's lr scales linearly with its own total batch
+            (`vared_core.engine.resolve_optim`); ``None`` (the tiny presets) leaves the lr as it is.
+        test_clips / test_crops: the test protocol, K-LeftCenterRight with K = 10 (seed §4.3; K = 3 for
+            Moments-in-Time, `DataConfig.protocol`); the tiny presets test one centre-cropped clip.
     """
 
     num_frames: int
@@ -81,8 +90,13 @@ class ModelCfg:
     classifier: str = "fc"
     dynamic_include: tuple[str, ...] | None = None
     paper: str = ""
-    lr: float = 0.1
+    lr: float = 1.8
+    finetune_lr: float = 0.1
     weight_decay: float = 1e-4
+    warmup_epochs: float = 15.0
+    total_batch: int | None = 1152
+    test_clips: int = 10
+    test_crops: Literal[1, 3] = 3
 
     def __post_init__(self) -> None:
         if self.sampling not in ("dense", "segment"):
@@ -92,7 +106,7 @@ class ModelCfg:
                 "ModelCfg.frame_stride must be set for dense sampling and None for segment sampling, "
                 f"got sampling={self.sampling!r}, frame_stride={self.frame_stride!r}"
             )
-        for field in ("num_frames", "crop_size", "test_crop_size"):
+        for field in ("num_frames", "crop_size", "test_crop_size", "test_clips"):
             value = getattr(self, field)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"ModelCfg.{field} must be a positive integer, got {value!r}")

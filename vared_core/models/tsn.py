@@ -159,12 +159,12 @@ default_cfgs: dict[str, ModelCfg] = {
     "tsn_resnet50": ModelCfg(
         num_frames=16, crop_size=224, test_crop_size=224, sampling="segment", frame_stride=None,
         mean=IMAGENET_MEAN, std=IMAGENET_STD, classifier="fc", dynamic_include=_DYNAMIC, paper=_PAPER,
-        lr=0.01, weight_decay=5e-4,
+        lr=0.01, finetune_lr=0.01, weight_decay=5e-4,  # not in the seed's A.2: the project's choice
     ),
     "tsn_resnet50_tiny": ModelCfg(
         num_frames=8, crop_size=64, test_crop_size=64, sampling="segment", frame_stride=None,
         mean=IMAGENET_MEAN, std=IMAGENET_STD, classifier="fc", dynamic_include=_DYNAMIC, paper=_PAPER,
-        lr=0.01, weight_decay=5e-4,
+        lr=0.01, finetune_lr=0.01, weight_decay=5e-4, warmup_epochs=0.0, total_batch=None, test_clips=1, test_crops=1,
     ),
 }
 

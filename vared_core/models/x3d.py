@@ -269,12 +269,12 @@ default_cfgs: dict[str, ModelCfg] = {
     "x3d_m": ModelCfg(
         num_frames=16, crop_size=224, test_crop_size=256, frame_stride=5, mean=_X3D_MEAN, std=_X3D_STD,
         classifier="fc", dynamic_include=_DYNAMIC, paper=_PAPER,
-        weight_decay=5e-5,
+        lr=1.8, finetune_lr=0.1, weight_decay=5e-5,
     ),
     "x3d_m_tiny": ModelCfg(
         num_frames=8, crop_size=64, test_crop_size=64, frame_stride=5, mean=_X3D_MEAN, std=_X3D_STD,
         classifier="fc", dynamic_include=_DYNAMIC, paper=_PAPER,
-        weight_decay=5e-5,
+        lr=0.1, weight_decay=5e-5, warmup_epochs=0.0, total_batch=None, test_clips=1, test_crops=1,
     ),
 }
 

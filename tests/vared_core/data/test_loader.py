@@ -1,6 +1,8 @@
 """DataLoader defaults, and the runnable examples in the package's docstrings."""
 from __future__ import annotations
 
+import os
+
 import doctest
 import importlib
 import tempfile
@@ -36,7 +38,6 @@ def test_training_and_test_defaults(synth: SyntheticInfo) -> None:
 
     workers = make_loader(ds, batch_size=5, train=True, num_workers=1)
     assert workers.persistent_workers and workers.num_workers == 1
-    assert 0 <= default_num_workers() <= 8
     assert make_loader(ds, batch_size=5, train=True).num_workers == default_num_workers()
 
 
@@ -68,3 +69,14 @@ def test_docstring_examples_run(name: str, tmp_path: Path, monkeypatch: pytest.M
     module = importlib.import_module(f"vared_core.data.{name}")
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux-only")
+def test_default_workers_leave_one_core_to_the_training_loop() -> None:
+    cores = sorted(os.sched_getaffinity(0))
+    try:
+        for n in range(1, len(cores) + 1):
+            os.sched_setaffinity(0, cores[:n])
+            assert default_num_workers() == min(8, n - 1), n
+    finally:
+        os.sched_setaffinity(0, cores)

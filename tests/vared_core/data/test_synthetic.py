@@ -107,6 +107,7 @@ class _TinyMotionNet(nn.Module):
         return self.body(x[:, :, 1:] - x[:, :, :-1])
 
 
+@pytest.mark.slow
 def test_labels_are_learnable_video_level_with_3k_views(synth: SyntheticInfo) -> None:
     """Train a tiny net for 400 steps (~2 s) on training clips; video-level accuracy on the held-out
     videos (2 clips × left/centre/right = 6 views averaged) must be far above chance. Static clips

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -79,6 +80,7 @@ def _eval_gflops(net, x) -> float:
     return clip_gflops(net).mean().item()
 
 
+@pytest.mark.slow
 def test_efficiency_loss_lowers_gflops_and_zero_lambda_does_not(make_net) -> None:
     torch.manual_seed(0)
     x, y = torch.randn(16, 3, 8, 16, 16), torch.randint(0, 4, (16,))

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from vared_core.engine import SyntheticData, ensure_synthetic
 
@@ -39,3 +40,42 @@ def test_a_cue_set_records_how_its_cue_was_drawn_and_an_older_one_is_refused(tmp
     marker_file.write_text(json.dumps(marker))
     with pytest.raises(ValueError, match=r"other parameters .*'cue_version': \(None, 2\)"):
         ensure_synthetic(spec.model_copy(update={"appearance_fast": None}))
+
+
+def _data(tmp_path: Path, **kw) -> "DataConfig":
+    from vared_core.engine import DataConfig
+
+    return DataConfig(synthetic=SyntheticData(root=tmp_path / "synth", **{**_SMALL, "frames": 8}),
+                      num_frames=4, frame_stride=1, crop_size=32, flip=False, **kw)
+
+
+def test_each_backbone_normalises_with_its_own_statistics(tmp_path: Path) -> None:
+    """Real mp4s decoded by decord: R(2+1)D-18 sees Kinetics statistics, X3D-M its own, on the same pixels."""
+    from vared_core.engine import build_datasets
+    from vared_core.models import get_model_cfg
+    from vared_core.models.registry import KINETICS_MEAN, KINETICS_STD
+
+    data = _data(tmp_path, test_clips=1, test_crops=1)
+    (_, r2), (_, x3d) = (build_datasets(data, get_model_cfg(m), seed=0) for m in ("r2plus1d_18", "x3d_m"))
+    a, b = r2[0]["video"], x3d[0]["video"]
+    assert get_model_cfg("r2plus1d_18").mean == KINETICS_MEAN and get_model_cfg("x3d_m").mean != KINETICS_MEAN
+    assert not torch.allclose(a, b)
+    mean, std = (torch.tensor(v).view(3, 1, 1, 1) for v in (KINETICS_MEAN, KINETICS_STD))
+    xm, xs = (torch.tensor(v).view(3, 1, 1, 1) for v in (get_model_cfg("x3d_m").mean, get_model_cfg("x3d_m").std))
+    pixels = a * std + mean
+    assert torch.allclose(pixels, b * xs + xm, atol=1e-5)
+    assert 0 <= pixels.min() and pixels.max() <= 1 + 1e-5 and pixels.std() > 0.01
+
+
+def test_full_size_backbones_test_k_left_center_right_and_tiny_ones_one_view(tmp_path: Path) -> None:
+    from vared_core.engine import build_datasets, clip_geometry
+    from vared_core.models import get_model_cfg
+
+    _, val = build_datasets(_data(tmp_path), get_model_cfg("r2plus1d_18"), seed=0)
+    assert val[0]["video"].shape == (30, 3, 4, 32, 32) and val.crops == 3  # K = 10 clips × 3 crops
+    moments = clip_geometry(_data(tmp_path, protocol="moments"), get_model_cfg("r2plus1d_18"))
+    assert (moments.test_clips, moments.test_crops) == (3, 3)
+    settable = clip_geometry(_data(tmp_path, test_clips=4, test_crops=1), get_model_cfg("x3d_m"))
+    assert (settable.test_clips, settable.test_crops) == (4, 1)
+    _, tiny = build_datasets(_data(tmp_path), get_model_cfg("r2plus1d_18_tiny"), seed=0)
+    assert tiny[0]["video"].shape == (3, 4, 32, 32) and tiny.crops == 1

@@ -45,7 +45,7 @@ def test_known_logits_give_known_accuracies() -> None:
     model = FirstValues(6)
     r = evaluate(model, dataset, batch_size=2, class_names=list("abcdef"))
     assert r.num_videos == 3 and r.num_views == 2
-    assert r.clip_top1 == pytest.approx(100 / 6)  # one view right out of six
+    assert r.clip_top1 == pytest.approx(100 / 3)  # clip-1 = each video's first of 2 clips: right for video 0 only
     assert r.video_top1 == pytest.approx(100 / 3)
     assert r.video_top5 == pytest.approx(200 / 3)
     assert [v.pred for v in r.videos] == [2, 0, 0]
@@ -59,6 +59,19 @@ def test_known_logits_give_known_accuracies() -> None:
     assert r.clips_per_s > 0
     assert set(r.metrics()) == {"clip_top1", "video_top1", "video_top5", "gflops_avg", "gflops_max",
                                 "gflops_min", "clips_per_s", "loss"}  # fmt: skip
+
+
+def test_clip1_is_the_middle_clip_centre_crop_and_gflops_the_centre_crops() -> None:
+    """3 clips × left/centre/right: clip-1 reads view 4 (clip 1, centre) alone; costs come from views 1, 4, 7."""
+    right, wrong = [0.0, 5.0], [5.0, 0.0]
+    views = [wrong] * 9
+    views[4] = right
+    dataset = [{"video": _video(views), "label": 1, "index": 0}, {"video": _video([right] * 9), "label": 1, "index": 1}]
+    r = evaluate(FirstValues(2), dataset, batch_size=2, crops=3)
+    assert r.num_views == 9 and r.clip_top1 == pytest.approx(100.0)  # its 8 other views are wrong
+    assert r.video_top1 == pytest.approx(50.0)  # the mean over 9 views follows the 8 wrong ones
+    with pytest.raises(ValueError, match="whole clips of 3 crops"):
+        evaluate(FirstValues(2), [{"video": _video([right] * 4), "label": 1, "index": 0}], crops=3)
 
 
 def test_score_views_checks_shapes() -> None:
