@@ -344,7 +344,29 @@ def _apply(recipe: dict[str, Any], data: dict[str, Any], key: str, value: Any) -
     return data
 
 
-def _is_base_key(key: str) -> bool:
+#: how a study trains: ``seed`` — the base model is the dynamic model trained from scratch (λ_e 0 unless
+#: ``base`` says otherwise) and each trial fine-tunes it with L_e (seed §4.3, Table 4.10); ``static_base`` — a
+#: static base model, dynamized and fine-tuned by each trial
+Recipe = Literal["seed", "static_base"]
+_SEED_BASE_FROM_TRIAL = ("dynamic", "dynamic_include")  # with the seed's recipe, the base is dynamic as the trials
+
+
+def _apply_axis(recipe: dict[str, Any], data: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """`_apply` for an axis value; ``dims`` sets ``dynamic.temporal`` and ``dynamic.channel``."""
+    if key != "dims":
+        return _apply(recipe, data, key, value)
+    if value not in DIMS:
+        raise ValueError(f"dims must be one of {', '.join(DIMS)}, got {value!r}")
+    temporal, channel = DIMS[value]
+    _set(recipe, "dynamic.temporal", temporal)
+    _set(recipe, "dynamic.channel", channel)
+    return data
+
+
+def _is_base_key(key: str, recipe: str = "static_base") -> bool:
+    """Whether axis ``key`` changes the base model: under the seed's recipe the dynamic layers do too."""
+    if recipe == "seed" and (key in ("dims", *_SEED_BASE_FROM_TRIAL) or key.startswith("dynamic.")):
+        return True
     return key in _BASE_KEYS or key == "data" or key.startswith("data.")
 
 
@@ -356,7 +378,12 @@ class Study(_Strict):
         name: ``[A-Za-z0-9_.-]+``; the MLflow experiment unless ``tracking.experiment`` is set.
         storage: the study folder (absolute): Ray results, base-model cache, state.
         data: the clips, shared by the base models and trials (paths absolute).
-        base: the base recipe, `TrainConfig` fields of stage ``"base"``.
+        recipe: ``"seed"`` (the default): the base model is the trials' dynamic model trained from scratch
+            (stage ``"dynamic"``, the trials' ``dynamic`` and ``dynamic_include``, λ_e 0 unless ``base`` sets
+            it), and every trial fine-tunes that checkpoint with its own λ_e, epochs and lr (seed §4.3,
+            Table 4.10: before and after the L_e fine-tune). ``"static_base"``: a static base model that
+            each trial dynamizes and fine-tunes.
+        base: the base recipe, `TrainConfig` fields (its stage follows ``recipe``).
         trial: every trial's defaults, `TrainConfig` fields of stage ``"dynamic"``.
         objectives: metric → ``"max"`` / ``"min"``, in order; two make a multi-objective study.
         reference: the hypervolume reference point (one value per objective), optional.
@@ -371,6 +398,7 @@ class Study(_Strict):
     tracking: Tracking = Tracking()
     ray: RayCfg = RayCfg()
     data: DataConfig
+    recipe: Recipe = "seed"
     base: dict[str, Any]
     trial: dict[str, Any] = {}
     search: Search = Search()
@@ -414,13 +442,15 @@ class Study(_Strict):
 
     def base_keys(self) -> set[str]:
         """The axis keys of this study that change the base model (``model``, ``width``, ``num_classes``,
-        ``data.*``): grid cells that differ in them need base models of their own."""
-        return {k for k in (*self.search.grid, *self.search.sample) if _is_base_key(k)}
+        ``data.*``, and with the seed's recipe ``dims`` and ``dynamic.*``): grid cells that differ in them need
+        base models of their own."""
+        return {k for k in (*self.search.grid, *self.search.sample) if _is_base_key(k, self.recipe)}
 
     # -- run configs -----------------------------------------------------------------------------
 
     def base_config(self, output_dir: Path, base_overrides: dict[str, Any] | None = None) -> TrainConfig:
-        """The base recipe as a `TrainConfig` of stage ``"base"``.
+        """The base recipe as a `TrainConfig`: stage ``"base"``, or with the seed's recipe stage ``"dynamic"``
+        from scratch with the trials' dynamic layers.
 
         Args:
             output_dir: the base run's folder.
@@ -432,13 +462,18 @@ class Study(_Strict):
                 already checked every base a study can ask for).
         """
         recipe = copy.deepcopy(self.base)
+        stage = "base"
+        if self.recipe == "seed":
+            stage = "dynamic"
+            recipe.setdefault("lambda_e", 0.0)
+            recipe.update({k: copy.deepcopy(self.trial[k]) for k in _SEED_BASE_FROM_TRIAL if k in self.trial})
         data = self.data.model_dump()
         for key, value in (base_overrides or {}).items():
-            if not _is_base_key(key):
+            if not _is_base_key(key, self.recipe):
                 raise ValueError(f"base override {key!r} does not change the base model (base keys: "
                                  f"{', '.join(_BASE_KEYS)}, data.*)")  # fmt: skip
-            data = _apply(recipe, data, key, value)
-        recipe.update(stage="base", data=_resolve_data(data, self._folder()), output_dir=Path(output_dir))
+            data = _apply_axis(recipe, data, key, value)
+        recipe.update(stage=stage, data=_resolve_data(data, self._folder()), output_dir=Path(output_dir))
         return TrainConfig.model_validate(recipe)
 
     def trial_config(self, params: dict[str, Any], output_dir: Path, base_checkpoint: Path | None) -> TrainConfig:
@@ -458,14 +493,7 @@ class Study(_Strict):
             recipe[key] = value
         data = self.data.model_dump()
         for key, value in params.items():
-            if key == "dims":
-                if value not in DIMS:
-                    raise ValueError(f"dims must be one of {', '.join(DIMS)}, got {value!r}")
-                temporal, channel = DIMS[value]
-                _set(recipe, "dynamic.temporal", temporal)
-                _set(recipe, "dynamic.channel", channel)
-            else:
-                data = _apply(recipe, data, key, value)
+            data = _apply_axis(recipe, data, key, value)
         recipe.update(stage="dynamic", data=_resolve_data(data, self._folder()), output_dir=Path(output_dir),
                       base_checkpoint=base_checkpoint)  # fmt: skip
         return TrainConfig.model_validate(recipe)
@@ -665,7 +693,7 @@ def _cross_checks(raw: dict[str, Any]) -> list[Problem]:
                 problems.append(((section, key), f"{key!r} does not belong in '{section}': {why}"))
     search = _section(raw, "search")
     if search is not _INVALID:
-        problems += _search_checks(search)
+        problems += _search_checks(search, _recipe_of(raw))
     problems += _objective_checks(raw)
     if isinstance(raw.get("nightly"), dict) and search is not _INVALID and search.sample:
         problems.append((("nightly",), "a nightly compares the same configurations run after run: use "
@@ -673,7 +701,13 @@ def _cross_checks(raw: dict[str, Any]) -> list[Problem]:
     return problems
 
 
-def _search_checks(search: Search) -> list[Problem]:
+def _recipe_of(raw: dict[str, Any]) -> str:
+    """The study's recipe as written, the default when absent or invalid (pydantic reports a bad value)."""
+    recipe = raw.get("recipe", "seed")
+    return recipe if recipe in get_args(Recipe) else "seed"
+
+
+def _search_checks(search: Search, recipe: str = "seed") -> list[Problem]:
     problems: list[Problem] = []
     axes = {**search.grid, **search.sample}
 
@@ -684,7 +718,7 @@ def _search_checks(search: Search) -> list[Problem]:
         why = _axis_problem(key)
         if why:
             add(key, why)
-        if _is_base_key(key) and key in search.sample:
+        if _is_base_key(key, recipe) and key in search.sample:
             add(key, f"{key!r} changes the base model, which is trained before the trials of a grid cell: "
                      "make it a search.grid axis")  # fmt: skip
         for other in axes:
@@ -812,7 +846,7 @@ class _Builder:
     def problems(self) -> list[Problem]:
         out: list[Problem] = []
         for stage in ("base", "dynamic"):
-            keys = [k for k in self.axes if stage == "dynamic" or _is_base_key(k)]
+            keys = [k for k in self.axes if stage == "dynamic" or _is_base_key(k, self.study.recipe)]
             # the reference point: per axis (in order) its first value that adds no error, so that one bad
             # value does not hide the problems of the others
             ref: dict[str, Any] = {}
@@ -843,7 +877,7 @@ class _Builder:
         out: list[Problem] = []
         bases: set[str] = set()
         for cell in cells:
-            base = {k: v for k, v in cell.items() if _is_base_key(k)}
+            base = {k: v for k, v in cell.items() if _is_base_key(k, self.study.recipe)}
             if repr(base) not in bases:
                 bases.add(repr(base))
                 out += [(("search", "grid"), f"grid cell {cell}: {msg}") for _, msg in self.errors("base", base)]
@@ -868,11 +902,12 @@ def _build_checks(raw: dict[str, Any], source: Path) -> list[Problem]:
             if ok:
                 axes[key] = ok
     for key, dist in search.sample.items():
-        if _axis_problem(key) is None and key not in search.grid and not _is_base_key(key):
+        if _axis_problem(key) is None and key not in search.grid and not _is_base_key(key, _recipe_of(raw)):
             if key == "dims" and any(v not in DIMS for v in dist.args):
                 continue
             axes[key] = [(v, ("search", "sample", key, dist.kind, i)) for i, v in enumerate(dist.extremes())]
-    study = Study.model_construct(source=source, data=data, base=base, trial=trial, search=search)
+    study = Study.model_construct(source=source, data=data, base=base, trial=trial, search=search,
+                                  recipe=_recipe_of(raw))
     return _Builder(study, axes).problems()
 
 

@@ -18,7 +18,7 @@ import ray
 from mlflow.entities import RunStatus
 from ray import tune
 
-from vared_core.engine import fit
+from vared_core.engine import fit, load_checkpoint
 
 from .schema import Study
 from .tracking import BASE_DONE_FILE, ROLE_BASE, STOPPED_TAG, StudyTracker, flatten
@@ -76,6 +76,27 @@ def train_base(study: Study, overrides: dict[str, Any], output_dir: str, tracker
     return str(result.checkpoint)
 
 
+#: metrics of the model a trial starts from, logged on the trial's run as ``start_<name>`` (the seed's Table 4.10:
+#: before and after the L_e fine-tune)
+START_METRICS = ("clip_top1", "video_top1", "video_top5", "gflops_avg", "gflops_max", "gflops_min")
+
+
+def _start_metrics(base_checkpoint: Path) -> dict[str, float]:
+    """The base model's final evaluation, as ``start_*`` metrics (empty if its last epoch was not evaluated)."""
+    metrics = load_checkpoint(base_checkpoint).get("metrics", {})
+    return {f"start_{k}": float(metrics[k]) for k in START_METRICS if k in metrics}
+
+
+def _policy_plots(evaluation: Any, folder: Path) -> Path:
+    """The final evaluation's policy heatmaps (seed Figures 4-1, B-4, B-5) as PNGs in ``folder``."""
+    from vared_core.analysis.plots import plot_feature_ratio, plot_policy_by_dimension
+
+    folder.mkdir(parents=True, exist_ok=True)
+    plot_feature_ratio(evaluation, folder / "feature_ratio.png")
+    plot_policy_by_dimension(evaluation, folder / "policy_by_dimension.png")
+    return folder
+
+
 def train_trial(params: dict[str, Any], *, study: Study, cell: dict[str, Any], base_checkpoint: str,
                 tracker: StudyTracker) -> None:  # fmt: skip
     """Tune function trainable: one dynamic fine-tune of the study's base model."""
@@ -99,10 +120,13 @@ def train_trial(params: dict[str, Any], *, study: Study, cell: dict[str, Any], b
         if checkpoint is not None:
             with checkpoint.as_directory() as d:
                 result = fit(config.model_copy(update={"resume_from": Path(d)}), on_epoch=report)
-        else:
+        else:  # a first attempt: where the fine-tune starts, at step 0
+            run.log_metrics(_start_metrics(Path(base_checkpoint)), 0)
             result = fit(config, on_epoch=report)
         run.log_metrics({"fit_time_s": time.perf_counter() - t0}, config.epochs)  # of this attempt
         run.log_artifacts(result.checkpoint, "checkpoint")
+        if result.evaluation is not None and result.evaluation.layer_names:
+            run.log_artifacts(_policy_plots(result.evaluation, out / "evaluation"), "evaluation")
         status = RunStatus.to_string(RunStatus.FINISHED)
     except SystemExit:  # a scheduler (ASHA) stopped the trial
         status = _KILLED

@@ -10,10 +10,11 @@ import yaml
 
 def tiny_study(tmp_path: Path, name: str, *, grid: dict[str, list] | None = None,
                sample: dict[str, Any] | None = None, num_samples: int = 1, **extra: Any) -> Path:  # fmt: skip
-    """Write a study of tiny trials (1 base epoch, 1 trial epoch, 2 classes of 32² synthetic clips)."""
+    """Write a study of tiny trials (1 base epoch, 2 trial epochs, 2 classes of 32² synthetic clips)."""
     study = {
         "name": name,
         "storage": "runs",
+        "recipe": "static_base",  # one shared static base; tests of the seed's recipe pass recipe="seed"
         "data": {
             "synthetic": {"root": str(tmp_path.parent / "synth_orchestrator"), "classes": 2, "videos_per_class": 4,
                           "frames": 8, "size": 32},

@@ -44,6 +44,8 @@ def test_study_runs_and_logs_trials_front_and_artifacts(tmp_path: Path, write_st
         assert {"axis.dims", "axis.lambda_e", "model", "dynamic.search_space"} <= set(run.data.params)
         arts = [a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")]
         assert "checkpoint/checkpoint.pt" in arts
+        plots = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+        assert plots == {"evaluation/feature_ratio.png", "evaluation/policy_by_dimension.png"}
         assert run.data.tags["study"] == "e2e" and run.data.tags["pareto"] in ("true", "false")
     # the same λ_e values are not drawn in both cells
     lambdas = [r.data.params["axis.lambda_e"] for r in trials]
@@ -67,6 +69,24 @@ def test_study_runs_and_logs_trials_front_and_artifacts(tmp_path: Path, write_st
     assert client.get_run(crashed).info.status == "RUNNING"
     found = study_trials(result.tracker)
     assert lost not in {t["run_id"] for t in found.done + found.failed + found.stopped}
+
+
+def test_the_seeds_recipe_fine_tunes_the_dynamic_base_and_logs_before_and_after(tmp_path: Path, write_study,
+                                                                                local_ray) -> None:
+    """Table 4.10 in kind: the base run is the dynamic model from scratch (λ_e 0), the trial its L_e fine-tune."""
+    path = write_study(tmp_path, "seed", recipe="seed", grid={"lambda_e": [2.0]})
+    result = run_study(load_study(path), verbose=0)
+    client = MlflowClient(load_study(path).tracking_uri())
+    (base,) = result.tracker.child_runs(role="base")
+    (trial,) = _children(result)
+    assert (base.data.params["stage"], base.data.params["lambda_e"]) == ("dynamic", "0.0")
+    assert base.data.params["base_checkpoint"] == "None" and "dynamic.search_space" in base.data.params
+    assert (trial.data.params["stage"], trial.data.params["lambda_e"]) == ("dynamic", "2.0")
+    assert trial.data.params["base_checkpoint"].startswith(str(Path(load_study(path).storage) / "bases"))
+    for name in ("video_top1", "gflops_avg", "clip_top1"):  # "before" on the trial's run is the base's last epoch
+        assert trial.data.metrics[f"start_{name}"] == pytest.approx(base.data.metrics[name])
+        assert [m.step for m in client.get_metric_history(trial.info.run_id, f"start_{name}")] == [0]
+    assert trial.info.status == "FINISHED"
 
 
 def test_a_failing_trial_fails_alone(tmp_path: Path, write_study, local_ray) -> None:

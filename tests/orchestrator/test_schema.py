@@ -26,6 +26,7 @@ def _study(**changes: Any) -> dict[str, Any]:
     study = {
         "name": "t",
         "storage": "runs",
+        "recipe": "static_base",
         "data": {"synthetic": {"root": "synth", "classes": 2, "videos_per_class": 4, "frames": 8, "size": 32},
                  "flip": False, "num_frames": 4, "crop_size": 32, "batch_size": 2, "num_workers": 0},
         "base": {"model": "r2plus1d_18_tiny", "epochs": 1, "seed": 7, "optim": {"lr": 0.02}},
@@ -50,7 +51,8 @@ def _write(folder: Path, study: dict[str, Any] | str, name: str = "study.yaml") 
 
 
 def test_the_shipped_studies_are_there() -> None:
-    assert {p.stem for p in STUDIES} >= {"smoke", "ablation", "lambda", "search_space", "backbones"}
+    assert {p.stem for p in STUDIES} >= {"smoke", "ablation", "lambda", "search_space", "backbones", "finetune"}
+    assert load_study(REPO / "studies" / "finetune.yaml").recipe == "seed"
 
 
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
@@ -65,7 +67,9 @@ def test_every_shipped_study_loads(path: Path) -> None:
     for cell in study.grid_cells():
         base = study.base_config(Path("/o/base"), {k: v for k, v in cell.items() if k in study.base_keys()})
         trial = study.trial_config(cell, Path("/o/trial"), Path("/o/base/ckpt"))
-        assert (base.stage, trial.stage) == ("base", "dynamic")
+        assert (base.stage, trial.stage) == ("base" if study.recipe == "static_base" else "dynamic", "dynamic")
+        if study.recipe == "seed":  # the fine-tune continues the base's own dynamic layers
+            assert base.dynamic == trial.dynamic and base.base_checkpoint is None and base.lambda_e == 0
         assert trial.model == base.model and trial.data == base.data
 
 
@@ -130,6 +134,28 @@ def test_base_config_is_the_base_recipe(tmp_path: Path) -> None:
     assert cfg.output_dir == Path("/o/base") and cfg.data == study.data
     with pytest.raises(ValueError, match="does not change the base model"):
         study.base_config(Path("/o/base"), {"lambda_e": 1.0})
+
+
+def test_the_seeds_recipe_is_the_default_and_its_base_is_the_dynamic_model_from_scratch(tmp_path: Path) -> None:
+    raw = _study(search={"grid": {"dims": ["temporal", "both"], "lambda_e": [0.8, 2.0]}})
+    del raw["recipe"]
+    study = load_study(_write(tmp_path, raw))
+    assert study.recipe == "seed" and study.base_keys() == {"dims"}  # each dynamic model is its own base
+    base = study.base_config(Path("/o/b"), {"dims": "temporal"})
+    assert (base.stage, base.lambda_e, base.base_checkpoint, base.epochs) == ("dynamic", 0.0, None, 1)
+    assert (base.dynamic.search_space, base.dynamic.temporal, base.dynamic.channel) == (2, True, False)
+    trial = study.trial_config({"dims": "temporal", "lambda_e": 2.0}, Path("/o/t"), Path("/o/b/ckpt"))
+    assert trial.dynamic == base.dynamic and (trial.lambda_e, trial.epochs) == (2.0, 2)
+    with pytest.raises(ValueError, match="does not change the base model"):
+        study.base_config(Path("/o/b"), {"lambda_e": 1.0})
+    sampled = _study(search={"sample": {"dynamic.search_space": {"choice": [2, 3]}}, "num_samples": 2})
+    del sampled["recipe"]
+    problems = validate_study(_write(tmp_path, sampled, "sampled.yaml"))
+    assert any("dynamic.search_space" in p and "changes the base model" in p for p in problems), problems
+    static = _study(recipe="static_base")
+    assert load_study(_write(tmp_path, static, "static.yaml")).base_config(Path("/o/b")).stage == "base"
+    bad = validate_study(_write(tmp_path, _study(recipe="twostage"), "bad.yaml"))
+    assert any("recipe" in p and "seed" in p for p in bad), bad
 
 
 def test_data_and_model_axes_change_the_base(tmp_path: Path) -> None:

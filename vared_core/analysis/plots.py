@@ -1,5 +1,6 @@
-"""Plots of an evaluation: the seed's per-layer, per-class heatmap of computed features (Figure 4-1)
-and the histogram of per-clip cost (Figure B-6). PNG files, matplotlib's Agg backend."""
+"""Plots of an evaluation: the seed's per-layer, per-class heatmap of computed features (Figure 4-1), the
+same for the temporal and the channel policy apart (Figures B-4, B-5) and the histogram of per-clip cost
+(Figure B-6). PNG files, matplotlib's Agg backend."""
 from __future__ import annotations
 
 import os
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from vared_core.engine.evaluate import EvalResult
 
-__all__ = ["plot_cost_histogram", "plot_feature_ratio"]
+__all__ = ["plot_cost_histogram", "plot_feature_ratio", "plot_policy_by_dimension"]
 
 
 def _pyplot():
@@ -39,6 +40,29 @@ def plot_feature_ratio(result: EvalResult, path: str | os.PathLike[str]) -> Path
     fig.tight_layout()
     out = Path(path)
     fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def plot_policy_by_dimension(result: EvalResult, path: str | os.PathLike[str]) -> Path:
+    """Two heatmaps side by side (seed Figures B-4, B-5): per dynamic layer and class, the mean fraction of
+    output frames (temporal policy) and of output channels (channel policy) the layer computed."""
+    if not result.layer_names:
+        raise ValueError("plot_policy_by_dimension: the model has no dynamic layers")
+    plt = _pyplot()
+    rows, cols = len(result.layer_names), len(result.class_names)
+    fig, axes = plt.subplots(1, 2, sharey=True, figsize=(2 * max(3, 0.5 * cols + 2) + 2, max(3, 0.25 * rows + 1.5)))
+    for ax, values, title in ((axes[0], result.temporal_ratio, "frames computed (temporal policy)"),
+                              (axes[1], result.channel_ratio, "channels computed (channel policy)")):
+        im = ax.imshow(values, aspect="auto", vmin=0, vmax=1, cmap="viridis")
+        ax.set_xticks(range(cols), result.class_names, rotation=60, ha="right", fontsize=7)
+        ax.set_xlabel("class")
+        ax.set_title(title, fontsize=9)
+    axes[0].set_yticks(range(rows), result.layer_names, fontsize=6)
+    axes[0].set_ylabel("dynamic layer")
+    fig.colorbar(im, ax=list(axes))
+    out = Path(path)
+    fig.savefig(out, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return out
 

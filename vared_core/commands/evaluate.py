@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--crops", type=int, choices=[1, 3], help="1 centre or 3 left/centre/right crops")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", help="folder for eval.json, heatmap.png and cost_histogram.png")
+    p.add_argument("--out", help="folder for eval.json, heatmap.png, policy_by_dimension.png and cost_histogram.png")
     p.set_defaults(func=run)
 
 
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(k, f"{v:.4g}")
     console.print(table)
     if args.out:
-        from vared_core.analysis.plots import plot_cost_histogram, plot_feature_ratio
+        from vared_core.analysis.plots import plot_cost_histogram, plot_feature_ratio, plot_policy_by_dimension
 
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -66,5 +66,6 @@ def run(args: argparse.Namespace) -> int:
         plot_cost_histogram(result, out / "cost_histogram.png")
         if result.layer_names:
             plot_feature_ratio(result, out / "heatmap.png")
+            plot_policy_by_dimension(result, out / "policy_by_dimension.png")
         console.print(f"wrote {out}/eval.json and plots")
     return 0

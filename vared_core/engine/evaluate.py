@@ -7,7 +7,8 @@
 * **GFLOPs** avg / max / min per clip in the seed's unit (one clip, centre crop): over the centre-crop views
   of every clip, from `clip_gflops` (what hard mode really computed);
 * **clips/s**: views through the model per second of forward time, the first batches excluded;
-* per dynamic layer and class, the mean ratio of output features computed (seed Figure 4-1);
+* per dynamic layer and class, the mean ratio of output features computed (seed Figure 4-1), and the same
+  for output frames and output channels apart (Figures B-4, B-5);
 * every view's cost (Figure B-6) and the most / least expensive video of each class (Figure 4-2).
 """
 from __future__ import annotations
@@ -90,6 +91,10 @@ class EvalResult:
     layer_names: list[str]
     #: [layer][class] mean ratio of output features the layer computed (NaN: class absent)
     feature_ratio: list[list[float]]
+    #: the same per dimension (seed Figures B-4, B-5): [layer][class] mean fraction of output frames, and of
+    #: output channels, the layer computed (0 for a clip that skipped it)
+    temporal_ratio: list[list[float]]
+    channel_ratio: list[list[float]]
     #: GFLOPs of every view, in dataset order
     view_gflops: list[float]
     videos: list[VideoRow]
@@ -151,6 +156,23 @@ def centre_views(num_views: int, crops: int) -> tuple[int, list[int]]:
     return (clips - 1) // 2 * crops + centre, [k * crops + centre for k in range(clips)]
 
 
+def _dimension_ratios(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B,) fractions of output frames and of output channels one dynamic layer computed for each clip of its
+    last forward; a clip that skipped the layer computed neither."""
+    record = layer.last
+    frames = torch.tensor([layer.computed_frames(r) / layer.out_frames for r in layer.temporal_factors] + [0.0])
+    channels = torch.tensor([k / layer.out_channels for k in layer.channel_counts] + [0.0])
+    t_choice, c_choice = record.temporal_choice.cpu(), record.channel_choice.cpu()  # -1 (skip) reads the 0 at the end
+    ran = ((t_choice >= 0) & (c_choice >= 0)).float()
+    return frames[t_choice] * ran, channels[c_choice] * ran
+
+
+def _per_class(values: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list[list[float]]:
+    """(views, layers) values → [layer][class] means (NaN for an absent class)."""
+    return [[float(values[labels == c, li].mean()) if bool((labels == c).any()) else math.nan
+             for c in range(num_classes)] for li in range(values.shape[1])]
+
+
 def _views(video: torch.Tensor) -> tuple[torch.Tensor, int]:
     if video.dim() == 6:
         return video.flatten(0, 1), video.shape[1]
@@ -204,6 +226,8 @@ def evaluate(
     view_cost: list[torch.Tensor] = []
     centre_cost: list[torch.Tensor] = []  # the centre-crop views: the seed's unit
     ratios: list[torch.Tensor] = []  # (B·V, L) computed-feature ratio per view and layer
+    frame_ratios: list[torch.Tensor] = []  # the same, of output frames alone
+    channel_ratios: list[torch.Tensor] = []  # and of output channels alone
     view_labels: list[torch.Tensor] = []
     videos: list[VideoRow] = []
     batch_times: list[tuple[int, float]] = []  # (views, forward seconds) per batch
@@ -241,6 +265,9 @@ def evaluate(
             per_video_ratio = torch.zeros(len(labels), 0)
             if layers:
                 ratios.append(torch.stack([m.last.cost_fraction.detach().float().cpu() for _, m in layers], 1))
+                per_dim = [_dimension_ratios(m) for _, m in layers]
+                frame_ratios.append(torch.stack([t for t, _ in per_dim], 1))
+                channel_ratios.append(torch.stack([c for _, c in per_dim], 1))
                 per_video_ratio = ratios[-1].view(len(labels), num_views, -1).mean(1)
             per_video_cost = cost.view(-1, num_views).mean(1)
             extra_keys = [k for k in ("motion", "clutter") if isinstance(batch.get(k), torch.Tensor)]
@@ -261,14 +288,11 @@ def evaluate(
     cost_all = torch.cat(view_cost)
     cost_centre = torch.cat(centre_cost)
     labels_all = torch.cat(view_labels)
-    feature_ratio: list[list[float]] = []
+    feature_ratio = temporal_ratio = channel_ratio = []
     if layers:
-        r = torch.cat(ratios)
-        for li in range(len(layers)):
-            feature_ratio.append([
-                float(r[labels_all == c, li].mean()) if bool((labels_all == c).any()) else math.nan
-                for c in range(num_classes)
-            ])  # fmt: skip
+        feature_ratio = _per_class(torch.cat(ratios), labels_all, num_classes)
+        temporal_ratio = _per_class(torch.cat(frame_ratios), labels_all, num_classes)
+        channel_ratio = _per_class(torch.cat(channel_ratios), labels_all, num_classes)
     timed = batch_times[warmup_batches:] or batch_times  # too few batches to leave the warm-up out: all
     seconds = sum(t for _, t in timed)
     return EvalResult(
@@ -285,6 +309,8 @@ def evaluate(
         class_names=names,
         layer_names=[n for n, _ in layers],
         feature_ratio=feature_ratio,
+        temporal_ratio=temporal_ratio,
+        channel_ratio=channel_ratio,
         view_gflops=cost_all.tolist(),
         videos=videos,
     )

@@ -159,7 +159,7 @@ default_cfgs: dict[str, ModelCfg] = {
     "tsn_resnet50": ModelCfg(
         num_frames=16, crop_size=224, test_crop_size=224, sampling="segment", frame_stride=None,
         mean=IMAGENET_MEAN, std=IMAGENET_STD, classifier="fc", dynamic_include=_DYNAMIC, paper=_PAPER,
-        lr=0.01, finetune_lr=0.01, weight_decay=5e-4,  # not in the seed's A.2: the project's choice
+        lr=0.01, finetune_lr=0.01, weight_decay=5e-4, total_batch=None,  # not in the seed's A.2: the project's, unscaled
     ),
     "tsn_resnet50_tiny": ModelCfg(
         num_frames=8, crop_size=64, test_crop_size=64, sampling="segment", frame_stride=None,

@@ -114,6 +114,28 @@ def test_feature_ratios_costs_and_extremes_of_a_dynamic_model() -> None:
     assert not math.isnan(r.clips_per_s)
 
 
+def test_temporal_and_channel_policies_are_reported_apart(tmp_path) -> None:
+    """Figures B-4 / B-5: clip 0 computes every frame and half the channels, clip 1 half of 4 frames and every
+    channel, clip 2 (its gate pushed to zero) skips the layer."""
+    from vared_core.analysis.plots import plot_policy_by_dimension
+
+    torch.manual_seed(0)
+    model = dynamize(TinyDynamicNet(), DynamicSpec(search_space=2), clip_shape=(3, 4, 8, 8))
+    dataset = [{"video": torch.randn(3, 4, 8, 8), "label": i, "index": i} for i in range(2)]
+    with force_policy(model, channel=torch.tensor([1, 0]), temporal=torch.tensor([0, 1])):
+        r = evaluate(model, dataset, batch_size=2)
+    assert r.temporal_ratio == [pytest.approx([1.0, 0.5])] and r.channel_ratio == [pytest.approx([0.5, 1.0])]
+    assert r.feature_ratio == [pytest.approx([0.5, 0.5])]  # their product: one number cannot tell them apart
+    conv = model.conv
+    with torch.no_grad():
+        conv.gate.fc2.weight.zero_()
+        conv.gate.beta.fill_(-1.0)  # every weight 0: the layer is skipped
+    skipped = evaluate(model, dataset[:1], batch_size=1)
+    assert skipped.temporal_ratio == skipped.channel_ratio == [[0.0]]
+    png = plot_policy_by_dimension(r, tmp_path / "policy.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 2000
+
+
 class ConvBNNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()

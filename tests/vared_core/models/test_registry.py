@@ -14,7 +14,7 @@ import vared_core.models as models
 from vared_core.models import ModelCfg, build_model, get_model_cfg, list_models, register_model
 
 ALL = [
-    "i3d_inception_v2", "i3d_inception_v2_tiny", "r2plus1d_18", "r2plus1d_18_tiny",
+    "i3d_inception_v2", "i3d_inception_v2_seed", "i3d_inception_v2_tiny", "r2plus1d_18", "r2plus1d_18_tiny",
     "tsn_resnet50", "tsn_resnet50_tiny", "x3d_m", "x3d_m_tiny",
 ]
 
