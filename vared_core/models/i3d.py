@@ -27,7 +27,7 @@ from torch import nn
 from ._base import VideoBackbone, init_weights, scale_channels
 from .registry import ModelCfg, register_model
 
-__all__ = ["I3DInceptionV2", "InceptionBlock", "InceptionSpec", "Unit3D"]
+__all__ = ["I3DInceptionV2", "InceptionBlock", "InceptionI3D", "InceptionSpec", "Unit3D"]
 
 
 class Unit3D(nn.Module):
@@ -136,7 +136,25 @@ BN_INCEPTION: dict[str, InceptionSpec] = {
 }
 
 
-class I3DInceptionV2(VideoBackbone):
+class InceptionI3D(VideoBackbone):
+    """What the Inception I3Ds share: the stem and modules are the subclass's; the head is global average
+    pooling, dropout and ``fc``, set up by `_add_head` once the body's width is known."""
+
+    classifier_name = "fc"
+
+    def _add_head(self, channels: int, num_classes: int, dropout: float) -> None:
+        self.num_features = channels
+        self.avgpool = nn.AdaptiveAvgPool3d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(channels, num_classes)
+        init_weights(self)
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        """Feature map (B, C, T', H', W') → logits (B, num_classes)."""
+        return self.fc(self.dropout(self.avgpool(feats).flatten(1)))
+
+
+class I3DInceptionV2(InceptionI3D):
     """I3D with a BN-Inception body.
 
     ::
@@ -158,8 +176,6 @@ class I3DInceptionV2(VideoBackbone):
         >>> net.forward_features(torch.zeros(2, 3, 8, 64, 64)).shape
         torch.Size([2, 256, 1, 2, 2])
     """
-
-    classifier_name = "fc"
 
     def __init__(
         self,
@@ -187,11 +203,7 @@ class I3DInceptionV2(VideoBackbone):
             block = InceptionBlock(channels, spec)
             self.add_module(name, block)
             channels = block.out_channels
-        self.num_features = channels
-        self.avgpool = nn.AdaptiveAvgPool3d(1)
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(channels, num_classes)
-        init_weights(self)
+        self._add_head(channels, num_classes, dropout)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Clips (B, 3, T, H, W) → feature map (B, 1024, T/8, H/32, W/32) (rounded up)."""
@@ -199,10 +211,6 @@ class I3DInceptionV2(VideoBackbone):
         for name in self.block_names:
             x = getattr(self, name)(x)
         return x
-
-    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
-        """Feature map (B, C, T', H', W') → logits (B, num_classes)."""
-        return self.fc(self.dropout(self.avgpool(feats).flatten(1)))
 
 
 def _create_i3d_inception_v2(*, num_classes: int, width: float = 1.0, **kwargs: Any) -> I3DInceptionV2:

@@ -18,8 +18,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from ._base import VideoBackbone, init_weights, scale_channels
-from .i3d import Unit3D
+from ._base import scale_channels
+from .i3d import InceptionI3D, Unit3D
 from .registry import ModelCfg, register_model
 
 __all__ = ["I3DInceptionV1BN", "InceptionV1Block", "InceptionV1Spec"]
@@ -85,7 +85,7 @@ GOOGLENET: dict[str, InceptionV1Spec | None] = {
 }
 
 
-class I3DInceptionV1BN(VideoBackbone):
+class I3DInceptionV1BN(InceptionI3D):
     """The seed's I3D: an Inception-v1 body with BN, full temporal resolution in the stem.
 
     ::
@@ -101,8 +101,6 @@ class I3DInceptionV1BN(VideoBackbone):
         >>> round(static_gflops(net, get_model_cfg("i3d_inception_v2_seed").test_clip_shape), 1)   # seed: 56.0
         55.9
     """
-
-    classifier_name = "fc"
 
     def __init__(self, *, num_classes: int = 400, width: float = 1.0, dropout: float = 0.5) -> None:
         super().__init__()
@@ -120,11 +118,7 @@ class I3DInceptionV1BN(VideoBackbone):
             block = InceptionV1Block(channels, spec.scaled(width))
             self.add_module(name, block)
             channels = block.out_channels
-        self.num_features = channels
-        self.avgpool = nn.AdaptiveAvgPool3d(1)
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(channels, num_classes)
-        init_weights(self)
+        self._add_head(channels, num_classes, dropout)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Clips (B, 3, T, H, W) → feature map (B, 1024, T/8, H/32, W/32) (rounded up)."""
@@ -132,10 +126,6 @@ class I3DInceptionV1BN(VideoBackbone):
         for name in self.block_names:
             x = getattr(self, name)(x)
         return x
-
-    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
-        """Feature map (B, C, T', H', W') → logits (B, num_classes)."""
-        return self.fc(self.dropout(self.avgpool(feats).flatten(1)))
 
 
 _PAPER = (
