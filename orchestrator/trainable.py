@@ -6,6 +6,7 @@ retried or resumed trial continues from Tune's last checkpoint and logs into the
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -18,7 +19,8 @@ import ray
 from mlflow.entities import RunStatus
 from ray import tune
 
-from vared_core.engine import fit, load_checkpoint
+from vared_core.engine import fit, load_checkpoint, resolve_optim
+from vared_core.models import get_model_cfg
 
 from .schema import Study
 from .tracking import BASE_DONE_FILE, ROLE_BASE, STOPPED_TAG, StudyTracker, flatten
@@ -60,7 +62,7 @@ def train_base(study: Study, overrides: dict[str, Any], output_dir: str, tracker
     if tracker is not None:
         run = tracker.trial_run(f"base-{out.name}", role=ROLE_BASE, name=f"base {out.name[:8]}")
         run.set_tags(_placement())
-        run.log_params(flatten(config.to_dict()))
+        run.log_params({**flatten(config.to_dict()), **_resolved_params(config)})
     try:
         t0 = time.perf_counter()
         result = fit(config, on_epoch=(lambda e, m, c: run.log_metrics(m, e)) if run else None)
@@ -79,6 +81,12 @@ def train_base(study: Study, overrides: dict[str, Any], output_dir: str, tracker
 #: metrics of the model a trial starts from, logged on the trial's run as ``start_<name>`` (the seed's Table 4.10:
 #: before and after the L_e fine-tune)
 START_METRICS = ("clip_top1", "video_top1", "video_top5", "gflops_avg", "gflops_max", "gflops_min")
+
+
+def _resolved_params(config: Any) -> dict[str, Any]:
+    """The optimiser values the run really uses (the backbone's recipe and the lr scaling), as ``resolved.*``."""
+    r = resolve_optim(config, get_model_cfg(config.model))
+    return {f"resolved.{k}": v for k, v in dataclasses.asdict(r).items()}
 
 
 def _start_metrics(base_checkpoint: Path) -> dict[str, float]:
@@ -107,7 +115,7 @@ def train_trial(params: dict[str, Any], *, study: Study, cell: dict[str, Any], b
     config = study.trial_config(axes, out, Path(base_checkpoint))
     run = tracker.trial_run(trial_id, tags={"study": study.name, "cell": base_key(cell)})
     run.set_tags(_placement())
-    run.log_params({**{f"axis.{k}": v for k, v in axes.items()}, **flatten(config.to_dict())})
+    run.log_params({**{f"axis.{k}": v for k, v in axes.items()}, **flatten(config.to_dict()), **_resolved_params(config)})
 
     def report(epoch: int, metrics: dict[str, float], ckpt: Path) -> None:
         run.log_metrics(metrics, epoch)

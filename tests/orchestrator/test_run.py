@@ -16,6 +16,8 @@ from orchestrator.schema import load_study
 
 pytestmark = pytest.mark.slow
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 def _children(result) -> list:
     return result.tracker.child_runs()
@@ -87,6 +89,24 @@ def test_the_seeds_recipe_fine_tunes_the_dynamic_base_and_logs_before_and_after(
         assert trial.data.metrics[f"start_{name}"] == pytest.approx(base.data.metrics[name])
         assert [m.step for m in client.get_metric_history(trial.info.run_id, f"start_{name}")] == [0]
     assert trial.info.status == "FINISHED"
+
+
+def test_the_shipped_finetune_study_runs_on_its_cpu_settings(tmp_path: Path, local_ray) -> None:
+    """studies/finetune.yaml as shipped, shortened by --set: its base is dynamic, its trial fine-tunes it."""
+    overrides = {"storage": str(tmp_path / "runs"), "data.synthetic.root": str(tmp_path / "synth"),
+                 "data.synthetic.videos_per_class": 8, "base.epochs": 2, "trial.epochs": 1,
+                 "search.grid.lambda_e": [2.0]}  # fmt: skip
+    study = load_study(REPO / "studies" / "finetune.yaml", overrides)
+    assert study.recipe == "seed"
+    result = run_study(study, verbose=0)
+    (base,) = result.tracker.child_runs(role="base")
+    (trial,) = _children(result)
+    assert base.data.params["stage"] == "dynamic" and base.data.params["lambda_e"] == "0.0"
+    assert trial.info.status == "FINISHED" and "start_gflops_avg" in trial.data.metrics
+    # the optimiser values each stage really used: the study's lr, the warm-up from scratch only
+    assert (base.data.params["resolved.lr"], base.data.params["resolved.warmup_epochs"]) == ("0.02", "1.0")
+    assert (trial.data.params["resolved.lr"], trial.data.params["resolved.warmup_epochs"]) == ("0.01", "0.0")
+    assert trial.data.params["resolved.from_scratch"] == "False" and base.data.params["resolved.from_scratch"] == "True"
 
 
 def test_a_failing_trial_fails_alone(tmp_path: Path, write_study, local_ray) -> None:

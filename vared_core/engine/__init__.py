@@ -14,7 +14,7 @@ from __future__ import annotations
 from .checkpoint import CheckpointError, checkpoint_dirs, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import ConfigError, DataConfig, OptimConfig, ResolvedOptim, SyntheticData, TrainConfig, load_config, resolve_optim
 from .data import ClipGeometry, build_datasets, clip_geometry, ensure_synthetic
-from .evaluate import EvalResult, VideoRow, evaluate, score_views
+from .evaluate import EvalResult, VideoRow, centre_views, evaluate, score_views
 from .train import FitResult, TrainingDiverged, build_run_model, fit, load_model
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "VideoRow",
     "build_datasets",
     "build_run_model",
+    "centre_views",
     "checkpoint_dirs",
     "clip_geometry",
     "ensure_synthetic",

@@ -79,3 +79,24 @@ def test_full_size_backbones_test_k_left_center_right_and_tiny_ones_one_view(tmp
     assert (settable.test_clips, settable.test_crops) == (4, 1)
     _, tiny = build_datasets(_data(tmp_path), get_model_cfg("r2plus1d_18_tiny"), seed=0)
     assert tiny[0]["video"].shape == (3, 4, 32, 32) and tiny.crops == 1
+
+
+def test_clip1_on_real_mp4s_scores_the_middle_clips_centre_crop(tmp_path: Path) -> None:
+    """The full-size default protocol on decoded videos: 30 views a video, clip-1 read from view 13 alone."""
+    from torch import nn
+
+    from vared_core.dynamic import track_costs
+    from vared_core.engine import build_datasets, centre_views, evaluate, score_views
+    from vared_core.models import get_model_cfg
+
+    _, val = build_datasets(_data(tmp_path), get_model_cfg("r2plus1d_18"), seed=0)
+    torch.manual_seed(0)
+    model = track_costs(nn.Sequential(nn.Conv3d(3, 4, 3), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 2)))
+    result = evaluate(model, val, batch_size=2)
+    assert result.num_views == 30 and centre_views(30, 3)[0] == 13
+    views = torch.stack([val[i]["video"] for i in range(len(val))])
+    labels = torch.tensor([val[i]["label"] for i in range(len(val))])
+    with torch.no_grad():
+        logits = model(views.flatten(0, 1))
+    per_view = score_views(logits, labels, 30)["clip_correct"].view(len(val), 30)
+    assert result.clip_top1 == pytest.approx(100 * per_view[:, 13].float().mean().item())
