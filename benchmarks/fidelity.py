@@ -1,84 +1,28 @@
 """Fidelity of VA-RED² in kind with the seed's tables: a tiny R(2+1)D base vs its dynamic fine-tunes.
 
-On the synthetic motion-pattern clips (`vared_core.data.make_synthetic`), `fit` trains a tiny
-R(2+1)D-18 base from scratch, then dynamic fine-tunes of that one base (method doc §6): the headline
-S = 2 along both dimensions with λ_e = 0.8 (seed Tables 4.1, 4.2), S = 3 (Table 4.1), temporal-only and
-channel-only (Tables 4.11, 4.12) and λ_e = 0 (Table 4.10). Every model is evaluated in hard mode (each
-clip really computes only what its gates keep); GFLOPs are per clip, per motion level as well
-(0 = static … 3 = fast; seed Figures 4-2, B-6).
+On synthetic motion-pattern clips (`vared_core.data.make_synthetic`), `fit` trains a tiny R(2+1)D-18 base, then
+dynamic fine-tunes of that one base (method doc §6): the headline S = 2 along both dimensions with λ_e = 0.8 (seed
+Tables 4.1, 4.2), S = 3 (Table 4.1), temporal-only and channel-only (Tables 4.11, 4.12), λ_e = 0 (Table 4.10), and
+a control, the base network (S = 1) fine-tuned on the same schedule, so that extra training is not taken for the
+dynamic model's merit. Every model is evaluated in hard mode; GFLOPs are per clip, per motion level as well (0 =
+static … 3 = fast; seed Figures 4-2, B-6). Targets (issue 5), for the headline: ``gflops_down_25pct`` (average
+GFLOPs at least 25% under the base), ``video_top1_within_1pt`` (video-1 at most 1 point under it) and
+``static_cheaper_than_fast`` (static clips cost less on average than the fastest).
 
     python benchmarks/fidelity.py [--jobs 2] [--quick] [--out benchmarks/out/fidelity] [--seed 0 [1 2 ...]]
                                   [--variants N | --only NAME ...] [--set KEY=VALUE ...] [--tag TAG]
 
-``--jobs 2`` runs two fits at a time (one torch thread each); ``--quick`` is a small smoke version
-that only checks the script runs (its numbers mean nothing). Several seeds run the whole benchmark once per
-seed, each with its own base (folders ``seedN``): one run does not rank settings whose cuts lie a few points
-apart. Prints one JSON line per run, a table, and
-as its last line one JSON object: ``base_video_top1``, ``dynamic_video_top1`` (percent),
-``base_gflops_avg``, ``dynamic_gflops_avg``, ``gflops_static_clips``, ``gflops_fast_clips`` (headline
-variant), ``gflops_reduction_pct``, ``video_top1_drop``, ``targets_met``, ``variants`` (table rows),
-``settings``, ``num_val_videos``, and how sure the comparison is: ``base_video_top1_ci95`` /
-``dynamic_video_top1_ci95`` (Wilson 95% intervals), ``dynamic_paired_vs_base`` (videos lost and gained
-against the base, McNemar's exact p; `vared_core.analysis.compare`) and ``static_vs_fast`` (the static clips'
-mean cost relative to the fastest clips', with a permutation test's p-value: whether the gap is more than
-chance). Each row's ``cost_variance_explained`` says what the gates' spending follows: the share of the
-per-video GFLOPs variance that lies between the means of each class, motion level and clutter level (η²), and
-its ``feature_ratio_by_motion`` which layers spend on which clips: per motion level, each dynamic layer's share
-of output features computed (`EvalResult.feature_ratio_by`; printed for the headline).
-With several seeds the numbers are means over the seeds, ``spread`` gives each one's [min, max], ``per_seed``
-each seed's, and ``targets_met_every_seed`` whether each target holds at every seed. Plots go to ``--out``
-(per seed): ``accuracy_vs_gflops.png``, ``gflops_by_motion.png``, and the headline's per-clip cost histogram
-and per-layer heatmap.
+``--jobs 2`` runs two fits at a time (one torch thread each); ``--quick`` only checks that the script runs (its
+numbers mean nothing). Several seeds run the whole benchmark once per seed, each with its own base (folders
+``seedN``): one run does not rank settings whose cuts lie a few points apart. `SETTINGS` holds every choice (data,
+base, fine-tune recipe) and ``--set`` changes one. Prints one JSON line per run, a table, and as its last line one
+JSON object: the headline's accuracy, GFLOPs and targets, every variant's row (Wilson intervals, McNemar's test
+against the base, a permutation test of static vs fastest clips' cost, η² of the cost by class, motion and clutter,
+per-layer feature ratios by motion), and with several seeds their means, ``spread`` and ``per_seed``. Plots go to
+``--out``, per seed.
 
-Targets (issue 5), for the headline variant:
-* ``gflops_down_25pct``: average GFLOPs at least 25% under the base;
-* ``video_top1_within_1pt``: video-1 at most 1 point under the base;
-* ``static_cheaper_than_fast``: clips of the lowest motion level cost less on average than the fastest.
-
-Settings (see `SETTINGS`), one line each:
-* data: 6 classes × 160 videos (360 train / 600 val: one video is 0.17 points), 16 frames of 32², clips of 8
-  frames at stride 2 (the whole video): the six patterns cover pans, rotation, zoom, flicker and object motion;
-  32² keeps a fit at ~5 s/epoch (one at a time).
-* appearance 1.0, cast_fast 0.0: every scene carries its class's colour cast at full strength when static,
-  fading linearly to none (a grey scene) at the fastest level, as fast motion blurs appearance. Static clips are
-  then told by appearance, as static real clips are, and fast ones by their motion. Until 2026-12-02 the default
-  was the motion-only set (``--set appearance=0 --set cast_fast=1 --set videos_per_class=80 --set
-  val_fraction=0.25``; 120 val videos), whose static clips carry no class evidence but the object's (6-19% right);
-  there static clips were cheaper at one seed of three. A cue fading to a random cast instead (``--set
-  appearance_fast=0 --set cast_fast=1``) made them costlier in all six runs, beyond chance in five (README).
-* no horizontal flip: pan_left and pan_right would swap labels.
-* base: 30 epochs, lr 0.01, 1 warm-up epoch, batch 8 (the backbone's seed lr; 97.5-98.2% video-1 at seeds 0-2,
-  so accuracy is near its ceiling here and "within 1 point" is a weak test; on the motion-only set ~71%).
-The recipe (the bullets from here on) was tuned on the motion-only set, and their numbers come from there.
-* fine-tune: 60 epochs at lr 0.003, of which the first 15 run randomly drawn alternatives per layer and clip
-  (`policy_warmup_epochs`): the cheap ops and backbone learn every alternative before the gates choose. The
-  capacity is there (fine-tuned 30 epochs pinned to half the frames in every layer, the network reaches 75%
-  video-1; both dims halved, 71%), but gates that switch a layer before its cheap ops work collapse it.
-* normalize_weights: each clip's gate weights sum to 1 per dimension. With eq. 3.5's raw weights a clip's
-  output scale follows its weights, clips of a batch reach BatchNorm at different scales, and the gated phase
-  collapses (22-35% video-1) even after the warm-up; normalised, the same recipe holds (72% at lambda_e 3, gates x10).
-* gate_lr_mult 30: at lambda_e 0.8 and 30 epochs, x10 cut 6% of GFLOPs; x30 17-24% over seeds 0-2; x60 18-25% but
-  collapsed at 2 of 3 seeds (43% and 58% video-1). 45 epochs (a gated phase twice as long) cut 25-32%, but seed 1
-  collapsed (34%): its gates' gradient norms reached 0.5-6, and in two epochs their weights grew 5-10x.
-* gate_grad_clip 1.0: bounds the gates' gradient norm (`optim.gate_grad_clip`); seeds 0 and 1 then meet every target
-  (72.5% at -28% and -25%), but seed 2 collapses (35%). A clip of 0.5 holds all three seeds but cuts 20-29%.
-* detach_gate_input True: the gates read their input without passing gradient back into the backbone
-  (`DynamicSpec.detach_gate_input`). Before seed 1's collapse the backbone's gradient norm spiked to 24-64 through
-  the gates' inputs (8-11 detached). With it no seed collapsed: at 45 epochs +4 to +8 points at 24-31% cuts, at 60
-  +0.8 to +5.9 points at 26-33%; static clips were cheaper than fast ones at seed 0 only (at 60 epochs).
-* normalize_floor 1e-6 (the division only guarded): at 0.25 (`DynamicSpec.normalize_floor`) no seed collapsed and
-  video-1 rose at all three (+3 to +7 points), but the cut fell to 22-25% and static clips were cheaper at one seed.
-* (motion-only set, first cue) a cue of 0.8 makes static clips classifiable (48-58% right at the base instead of
-  6-19%), so eq. 3.6 reaches them; no seed collapsed, but each missed one target (static costlier; -3.3 points; a
-  23.9% cut). With detached gate inputs and 60 epochs static clips were costlier still (seeds 0, 1: +5.6% and
-  +1.2%): μ₀ puts the efficiency pressure where clips are classified right, and fast clips are right most often.
-* skip_layers False: a clip whose gate zeroes a dimension computes its cheapest alternative instead of skipping the
-  layer; a skip costs 0 in eq. 3.6 and passes no gradient back, and collapsed runs had up to 65% of clips skipping
-  a layer. Alone it did not stop seed 1's collapse at 45 epochs (40%); with the clip it keeps the cost honest.
-* gate biases 1.0 / 0.5 (the defaults): a full-alternative bias of 0.5 collapses.
-* cheap_zero_init: Φ^c starts at zero instead of random maps (69% vs 53% video-1 after the old 10-epoch recipe).
-* the last variant is the control: the base network (S = 1) fine-tuned with the same schedule, so the extra
-  training is not mistaken for the dynamic model's merit.
+The settings, every output key, the latest results and what they mean: docs/benchmarks/fidelity.md. The runs that
+found the recipe: docs/lab-notes.md.
 """
 from __future__ import annotations
 
@@ -229,7 +173,7 @@ def layers_table(row: dict[str, Any]) -> str:
 
 
 def table(base: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    """The README table: one line per model, the base first."""
+    """The results table (as in docs/benchmarks/fidelity.md): one line per model, the base first."""
     lines = [
         "| variant | S | dims | λ_e | video-1 (95% CI) | Δ vs base | lost / gained (p) | GFLOPs avg | reduction "
         "| static-clip GFLOPs | fast-clip GFLOPs |",

@@ -79,23 +79,18 @@ def _nightly(args: argparse.Namespace) -> int:
 
 
 def _tracker(study):  # the study's parent run, from the state file its run left behind
-    from .run import _STATE
-    from .tracking import StudyTracker
+    from .tracking import STATE_FILE, StudyTracker, load_study_state
 
-    state_file = Path(study.storage) / _STATE
-    if not state_file.exists():
-        print(f"{study.source}: the study has not been run yet (no {state_file})", file=sys.stderr)
+    parent = load_study_state(Path(study.storage)).get("parent_run_id")
+    if parent is None:
+        print(f"{study.source}: the study has not been run yet (no {Path(study.storage) / STATE_FILE})", file=sys.stderr)
         raise SystemExit(2)
-    parent = json.loads(state_file.read_text())["parent_run_id"]
-    from mlflow.tracking import MlflowClient
-
-    run = MlflowClient(study.tracking_uri()).get_run(parent)
-    return StudyTracker(study.tracking_uri(), run.info.experiment_id, parent)
+    return StudyTracker.of_run(study.tracking_uri(), parent)
 
 
 def _pareto(args: argparse.Namespace) -> int:
     from .pareto import compute_front, format_front
-    from .run import study_trials
+    from .tracking import study_trials
 
     study = _load(args.study)
     trials, failed, stopped = study_trials(_tracker(study))
@@ -110,7 +105,7 @@ def _pareto(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from .pareto import compute_front, plot_front_html, plot_front_png
-    from .run import study_trials
+    from .tracking import study_trials
 
     studies = [_load(p) for p in args.studies]
     objectives = dict(studies[0].objectives)

@@ -174,28 +174,9 @@ def _errors(failed: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def _run_results(uri: str, run_id: str) -> Results:
-    from mlflow.tracking import MlflowClient
+    from .tracking import StudyTracker, study_trials
 
-    from .run import study_trials
-    from .tracking import StudyTracker
-
-    run = MlflowClient(uri).get_run(run_id)
-    return _results(study_trials(StudyTracker(uri, run.info.experiment_id, run_id)).done)
-
-
-def _latest_baseline_run(uri: str, experiment: str, study: str, exclude: str | None) -> str | None:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return None
-    found = []
-    for tag in ("tags.nightly = 'pass'", "tags.`nightly.baseline` = 'true'"):  # MLflow filters have no OR
-        found += client.search_runs([exp.experiment_id], f"tags.role = 'study' and tags.study = '{study}' and {tag}",
-                                    max_results=5, order_by=["attributes.start_time DESC"])  # fmt: skip
-    found = sorted((r for r in found if r.info.run_id != exclude), key=lambda r: r.info.start_time, reverse=True)
-    return found[0].info.run_id if found else None
+    return _results(study_trials(StudyTracker.of_run(uri, run_id)).done)
 
 
 def read_baseline_file(path: Path) -> Results:
@@ -251,7 +232,8 @@ def run_nightly(study: Study, *, baseline: str | None = None, update_baseline: b
     Raises:
         ValueError: when the study has no ``nightly`` section, or a given baseline cannot be read.
     """
-    from .run import _load_state, run_study
+    from .run import run_study
+    from .tracking import latest_baseline_run, load_study_state
 
     if study.nightly is None:
         raise ValueError(f"{study.source}: nightly: the study has no 'nightly' section (metric tolerances)")
@@ -275,7 +257,7 @@ def run_nightly(study: Study, *, baseline: str | None = None, update_baseline: b
         result = run_study(night, address=address, verbose=verbose)
     except Exception as e:  # the study could not run: report it next to what it recorded
         report.error = f"{type(e).__name__}: {e}"
-        report.run_id = _load_state(Path(night.storage)).get("parent_run_id")
+        report.run_id = load_study_state(Path(night.storage)).get("parent_run_id")
         try:
             _record(uri, report, tag_baseline=False)
         except Exception as e2:  # MLflow may be what failed; the local report is written first
@@ -284,7 +266,7 @@ def run_nightly(study: Study, *, baseline: str | None = None, update_baseline: b
     run_id = report.run_id = result.tracker.parent_run_id
     report.results = _results(result.trials)
     if baseline is None:
-        found = _latest_baseline_run(uri, experiment, study.name, exclude=run_id)
+        found = latest_baseline_run(uri, experiment, study.name, exclude=run_id)
         if found is not None:
             reference, report.baseline = _run_results(uri, found), f"MLflow run {found} (last passing nightly)"
     if reference is None:
@@ -306,7 +288,7 @@ def run_nightly(study: Study, *, baseline: str | None = None, update_baseline: b
 
 def _record(uri: str, report: NightlyReport, *, tag_baseline: bool) -> None:
     """Write the report into the nightly's folder, and onto its parent run when there is one."""
-    from mlflow.tracking import MlflowClient
+    from .tracking import record_nightly
 
     folder = Path(report.folder) / "report"
     folder.mkdir(parents=True, exist_ok=True)
@@ -315,10 +297,5 @@ def _record(uri: str, report: NightlyReport, *, tag_baseline: bool) -> None:
     (folder / "report.json").write_text(json.dumps(report.to_dict(), indent=2, default=str), encoding="utf-8")
     if report.run_id is None:
         return
-    client = MlflowClient(uri)
-    client.set_tag(report.run_id, "nightly", report.verdict)
-    if tag_baseline:
-        client.set_tag(report.run_id, "nightly.baseline", "true")
-    client.set_tag(report.run_id, "nightly.baseline_source", report.baseline[:5000])
-    client.log_metric(report.run_id, "nightly_regressions", float(len(report.regressions)))
-    client.log_artifacts(report.run_id, str(folder), "nightly")
+    record_nightly(uri, report.run_id, verdict=report.verdict, baseline_source=report.baseline,
+                   regressions=len(report.regressions), is_baseline=tag_baseline, report_folder=folder)

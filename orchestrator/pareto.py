@@ -43,6 +43,8 @@ from typing import Any, Literal, get_args
 import numpy as np
 from numpy.typing import ArrayLike
 
+from vared_core.engine.dotted import flatten_dotted
+
 __all__ = [
     "Front",
     "FrontPoint",
@@ -282,7 +284,7 @@ class Front:
             ``{column: [value per front point]}``, every list the same length.
         """
         rows = self.front
-        flat = [_flatten(p.params) for p in rows]
+        flat = [flatten_dotted(p.params) for p in rows]
         taken = {"trial_id", *self.objectives}
         table: dict[str, list] = {"trial_id": [p.trial_id for p in rows]}
         for o in self.objectives:
@@ -614,24 +616,12 @@ def _front_by_x(front: Front, x: str) -> list[FrontPoint]:
 def _hover(p: FrontPoint, front: Front, study: str) -> str:
     lines = [f"<b>{html.escape(p.trial_id)}</b> ({html.escape(study)}{', on front' if p.on_front else ''})"]
     lines += [f"{html.escape(o)}: {_cell(p.values.get(o))}" for o in front.objectives]
-    lines += [f"{html.escape(k)} = {html.escape(_cell(v))}" for k, v in sorted(_flatten(p.params).items())]
+    lines += [f"{html.escape(k)} = {html.escape(_cell(v))}" for k, v in sorted(flatten_dotted(p.params).items())]
     return "<br>".join(lines)
 
 
 def _complete(p: FrontPoint, objectives: Sequence[str]) -> bool:
     return all(math.isfinite(p.values.get(o, math.nan)) for o in objectives)
-
-
-def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested mappings -> one level with ``"a.b"`` keys."""
-    out: dict[str, Any] = {}
-    for k, v in params.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping) and v:
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 def _cell(v: Any) -> str:

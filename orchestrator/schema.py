@@ -57,6 +57,8 @@ from pydantic import (
 )
 
 from vared_core.engine.config import DataConfig, TrainConfig
+from vared_core.engine.dotted import set_dotted
+from vared_core.engine.evaluate import METRICS, Metric
 from vared_core.models import list_models
 
 from .yaml_lines import compose, duplicate_keys, format_path, line_of
@@ -80,11 +82,6 @@ __all__ = [
     "validate_study",
 ]
 
-Metric = Literal[
-    "clip_top1", "video_top1", "video_top5", "gflops_avg", "gflops_max", "gflops_min", "clips_per_s", "loss"
-]
-METRICS: tuple[str, ...] = get_args(Metric)
-"""Metric names a trial reports and a study may optimise (architecture doc, conventions)."""
 
 DIMS: dict[str, tuple[bool, bool]] = {
     "none": (False, False),  # the static network, fine-tuned like the dynamic ones
@@ -321,26 +318,15 @@ def _resolve_data(data: dict[str, Any], folder: Path) -> dict[str, Any]:
     return data
 
 
-def _set(tree: dict[str, Any], key: str, value: Any) -> None:
-    """``tree["a"]["b"] = value`` for ``key="a.b"``, making (or replacing non-mapping) parents."""
-    *parents, leaf = key.split(".")
-    node = tree
-    for p in parents:
-        if not isinstance(node.get(p), dict):
-            node[p] = {}
-        node = node[p]
-    node[leaf] = copy.deepcopy(value)
-
-
 def _apply(recipe: dict[str, Any], data: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
     """Set one dotted run key: ``data`` / ``data.*`` into the data section, anything else into ``recipe``.
     Returns the data section (a ``data`` key replaces it whole)."""
     if key == "data":
         return copy.deepcopy(value)
     if key.startswith("data."):
-        _set(data, key[len("data."):], value)
+        set_dotted(data, key[len("data."):], value)
     else:
-        _set(recipe, key, value)
+        set_dotted(recipe, key, value)
     return data
 
 
@@ -358,8 +344,8 @@ def _apply_axis(recipe: dict[str, Any], data: dict[str, Any], key: str, value: A
     if value not in DIMS:
         raise ValueError(f"dims must be one of {', '.join(DIMS)}, got {value!r}")
     temporal, channel = DIMS[value]
-    _set(recipe, "dynamic.temporal", temporal)
-    _set(recipe, "dynamic.channel", channel)
+    set_dotted(recipe, "dynamic.temporal", temporal)
+    set_dotted(recipe, "dynamic.channel", channel)
     return data
 
 
@@ -947,12 +933,7 @@ def _override(raw: dict[str, Any], key: str, value: Any) -> None:
     parts = key.split(".")
     if parts[0] == "search" and len(parts) > 3 and parts[1] in ("grid", "sample"):
         parts = [*parts[:2], ".".join(parts[2:])]
-    node = raw
-    for p in parts[:-1]:
-        if not isinstance(node.get(p), dict):
-            node[p] = {}
-        node = node[p]
-    node[parts[-1]] = copy.deepcopy(value)
+    set_dotted(raw, parts, value)
 
 
 def _check_file(path: str | Path, overrides: Mapping[str, Any] | None = None) -> tuple[Study | None, list[str]]:

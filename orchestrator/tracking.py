@@ -1,31 +1,44 @@
 """MLflow for studies: one parent run per study, one child run per trial (and per cached base model).
 
+Every MLflow read and write of the orchestrator is here: opening a study's runs (`StudyTracker`),
+logging a trial (`TrialRun`), reading a study's trials back (`study_trials`), ending runs a killed
+driver lost (`close_orphans`), logging the Pareto front (`log_front`), and the study-state file that
+remembers the parent run across restarts (`load_study_state`, `save_study_state`).
+
 Everything goes through `MlflowClient` with explicit run ids, so the driver and trial processes on
 any node agree on the runs without global "active run" state. A trial that is retried or resumed
 finds its child run again by its ``trial_id`` tag: no study ever holds two runs for one trial.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
 
 import vared_core
 
-__all__ = ["StudyTracker", "TrialRun", "code_version", "flatten"]
+if TYPE_CHECKING:
+    from .pareto import Front
+    from .schema import Study
+
+__all__ = ["STATE_FILE", "StudyTracker", "StudyTrials", "TrialRun", "close_orphans", "code_version",
+           "load_study_state", "log_front", "save_study_state", "study_trials"]  # fmt: skip
 
 ROLE_TRIAL, ROLE_BASE = "trial", "base"
 STOPPED_TAG = "stopped_early"  # "true" on a trial run the scheduler (ASHA) stopped before its last epoch
 ORPHANED_TAG = "orphaned"  # "true" on a trial run whose Tune trial a killed driver lost (run again under a new id)
 BASE_DONE_FILE = "done.json"  # written in a base model's folder once its training finished (a cached base)
+STATE_FILE = "study_state.json"  # in a study's storage: its parent run id, so a resumed study reopens that run
 
 
 def code_version() -> str:
@@ -38,18 +51,6 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         sha = ""
     return f"{version}+{sha}" if sha else version
-
-
-def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested dicts → ``{"a.b": "value"}`` with string values (MLflow params)."""
-    out: dict[str, str] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = str(v)
-    return out
 
 
 def node_uri(uri: str) -> str:
@@ -92,6 +93,11 @@ class StudyTracker:
         else:
             client.update_run(parent_run_id, status="RUNNING")
         return cls(uri, exp_id, parent_run_id)
+
+    @classmethod
+    def of_run(cls, uri: str, parent_run_id: str) -> StudyTracker:
+        """The tracker of an existing study run (its experiment read from MLflow)."""
+        return cls(uri, MlflowClient(uri).get_run(parent_run_id).info.experiment_id, parent_run_id)
 
     @property
     def client(self) -> MlflowClient:
@@ -155,3 +161,122 @@ class TrialRun:
 
     def end(self, status: str = RunStatus.to_string(RunStatus.FINISHED)) -> None:
         MlflowClient(node_uri(self.uri)).set_terminated(self.run_id, status=status)
+
+
+def latest_baseline_run(uri: str, experiment: str, study: str, exclude: str | None) -> str | None:
+    """The newest study run of ``study`` tagged ``nightly=pass`` or ``nightly.baseline=true`` (other than
+    ``exclude``), or ``None``: the baseline a nightly compares against by default."""
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    found = []
+    for tag in ("tags.nightly = 'pass'", "tags.`nightly.baseline` = 'true'"):  # MLflow filters have no OR
+        found += client.search_runs([exp.experiment_id], f"tags.role = 'study' and tags.study = '{study}' and {tag}",
+                                    max_results=5, order_by=["attributes.start_time DESC"])  # fmt: skip
+    found = sorted((r for r in found if r.info.run_id != exclude), key=lambda r: r.info.start_time, reverse=True)
+    return found[0].info.run_id if found else None
+
+
+def record_nightly(uri: str, run_id: str, *, verdict: str, baseline_source: str, regressions: int,
+                   is_baseline: bool, report_folder: Path) -> None:  # fmt: skip
+    """Tag a nightly's study run with its verdict (``nightly=pass|fail|error``), where its baseline came
+    from and whether it is now a baseline; log its regression count and its report folder as
+    ``nightly/``."""
+    client = MlflowClient(uri)
+    client.set_tag(run_id, "nightly", verdict)
+    if is_baseline:
+        client.set_tag(run_id, "nightly.baseline", "true")
+    client.set_tag(run_id, "nightly.baseline_source", baseline_source[:5000])
+    client.log_metric(run_id, "nightly_regressions", float(regressions))
+    client.log_artifacts(run_id, str(report_folder), "nightly")
+
+
+def load_study_state(storage: Path) -> dict[str, Any]:
+    """The study-state file in ``storage`` (``{}`` when the study never ran there)."""
+    p = Path(storage) / STATE_FILE
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def save_study_state(storage: Path, state: dict[str, Any]) -> None:
+    """Write the study-state file atomically (a kill mid-write leaves the old one)."""
+    tmp = Path(storage) / f".{STATE_FILE}.tmp"
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, Path(storage) / STATE_FILE)
+
+
+class StudyTrials(NamedTuple):
+    """A study's trials as MLflow recorded them, one dict each (trial_id, run_id, metrics, params,
+    status, error): ``done`` ran to the end, ``failed`` raised or were cut off, ``stopped`` were stopped
+    early by the scheduler (ASHA) and are neither failures nor candidates for the front. Runs tagged
+    orphaned (see `close_orphans`) are in none of the lists."""
+
+    done: list[dict[str, Any]]
+    failed: list[dict[str, Any]]
+    stopped: list[dict[str, Any]]
+
+
+def study_trials(tracker: StudyTracker) -> StudyTrials:
+    """A study's trials as recorded in MLflow, finished, failed and stopped early (see `StudyTrials`)."""
+    found = StudyTrials([], [], [])
+    for run in tracker.child_runs():
+        if run.data.tags.get(ORPHANED_TAG) == "true":
+            continue
+        row = {
+            "trial_id": run.data.tags.get("trial_id", run.info.run_id), "run_id": run.info.run_id,
+            "metrics": dict(run.data.metrics),
+            "params": {k[5:]: v for k, v in run.data.params.items() if k.startswith("axis.")},
+            "status": run.info.status, "error": run.data.tags.get("error"),
+        }  # fmt: skip
+        if run.info.status == "FINISHED":
+            found.done.append(row)
+        elif run.data.tags.get(STOPPED_TAG) == "true":
+            found.stopped.append(row)
+        else:
+            found.failed.append(row)
+    return found
+
+
+def close_orphans(tracker: StudyTracker, listed_trials: set[str]) -> list[str]:
+    """End the RUNNING trial runs whose trial id is not in ``listed_trials`` (the trials Tune's finished
+    experiment lists), and return their run ids.
+
+    A driver killed while Tune copied its state can lose a trial that had already opened its MLflow
+    run; on resume `CellSearch` runs that trial again under a new id. The old run would stay RUNNING:
+    it is ended KILLED and tagged ``orphaned=true`` (its metrics stay recorded), and `study_trials`
+    leaves it out. A RUNNING run of a trial Tune does list (a crashed worker) is left as it is.
+    """
+    orphans = [r.info.run_id for r in tracker.child_runs()
+               if r.info.status == "RUNNING" and r.data.tags.get("trial_id") not in listed_trials]  # fmt: skip
+    for run_id in orphans:
+        tracker.client.set_tag(run_id, ORPHANED_TAG, "true")
+        tracker.client.set_terminated(run_id, status="KILLED")
+    return orphans
+
+
+def log_front(study: Study, tracker: StudyTracker, trials: list[dict[str, Any]]) -> Front:
+    """Compute the study's front over ``trials`` and log it to the parent run: ``pareto_size``,
+    ``num_trials`` and ``hypervolume`` metrics, ``pareto/front.json`` (the front as a table),
+    ``pareto/front_all.json``, a PNG and an HTML scatter; every trial run gets ``pareto=true|false``."""
+    from .pareto import compute_front, plot_front_html, plot_front_png
+
+    front = compute_front(trials, dict(study.objectives), study.reference)
+    client = tracker.client
+    pid = tracker.parent_run_id
+    metrics = {"pareto_size": float(len(front.front)), "num_trials": float(len(trials))}
+    if front.hypervolume is not None:
+        metrics["hypervolume"] = float(front.hypervolume)
+    for k, v in metrics.items():
+        client.log_metric(pid, k, v)
+    if front.front:
+        client.log_table(pid, data=front.table(), artifact_file="pareto/front.json")
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "front_all.json").write_text(json.dumps(front.to_dict(), indent=2, default=str))
+        if len(study.objectives) >= 2 and trials:
+            plot_front_png({study.name: front}, Path(d) / "front.png")
+            plot_front_html({study.name: front}, Path(d) / "front.html")
+        client.log_artifacts(pid, d, "pareto")
+    on_front = {p.trial_id for p in front.front}
+    for t in trials:
+        client.set_tag(t["run_id"], "pareto", "true" if t["trial_id"] in on_front else "false")
+    return front

@@ -1,6 +1,7 @@
-"""What runs inside Ray: the Tune function of one trial, and the task that trains a shared base model.
+"""What runs inside Ray: the Tune function of one trial (`run_trial`), and the task that trains a
+shared base model (`train_base`).
 
-A trial turns its parameters into a `TrainConfig` (`Study.trial_config`), calls `vared_core.engine.fit`
+A trial waits for its base model, turns its parameters into a `TrainConfig` (`Study.trial_config`), calls `vared_core.engine.fit`
 and, after every epoch, reports metrics and the checkpoint to Tune and to its MLflow child run. A
 retried or resumed trial continues from Tune's last checkpoint and logs into the same child run.
 """
@@ -20,12 +21,14 @@ from mlflow.entities import RunStatus
 from ray import tune
 
 from vared_core.engine import fit, load_checkpoint, resolve_optim
+from vared_core.engine.dotted import flatten_dotted
 from vared_core.models import get_model_cfg
 
+from .bases import base_folder, base_id, base_overrides
 from .schema import Study
-from .tracking import BASE_DONE_FILE, ROLE_BASE, STOPPED_TAG, StudyTracker, flatten
+from .tracking import BASE_DONE_FILE, ROLE_BASE, STOPPED_TAG, StudyTracker
 
-__all__ = ["train_base", "train_trial", "base_key", "warm_up"]
+__all__ = ["run_trial", "train_base", "train_trial", "warm_up"]
 
 _FAILED = RunStatus.to_string(RunStatus.FAILED)
 _KILLED = RunStatus.to_string(RunStatus.KILLED)
@@ -42,18 +45,19 @@ def _placement() -> dict[str, str]:
     return {"ray.node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname()}
 
 
-def base_key(overrides: dict[str, Any]) -> str:
-    """Stable text key of a base recipe's overrides (which grid values change the base model)."""
-    return json.dumps(overrides, sort_keys=True, default=str)
+def _cell_tag(cell: dict[str, Any]) -> str:
+    """A grid cell as stable text (the ``cell`` tag of its trials' runs)."""
+    return json.dumps(cell, sort_keys=True, default=str)
 
 
-def train_base(study: Study, overrides: dict[str, Any], output_dir: str, tracker: StudyTracker | None) -> str:
-    """Train one base model unless ``output_dir`` already holds a finished one; return its checkpoint.
+def train_base(study: Study, overrides: dict[str, Any], tracker: StudyTracker | None) -> str:
+    """Train the base model with these grid ``overrides`` unless its folder (`bases.base_folder`) holds a
+    finished one; return its checkpoint.
 
-    The folder is named by the hash of the base config (see `run`), so every study and trial asking
-    for the same recipe shares it: on a cluster, put ``storage`` on a shared file system.
+    Every study and trial asking for the same recipe shares that folder: on a cluster, put ``storage``
+    on a shared file system.
     """
-    out = Path(output_dir)
+    out = base_folder(study, overrides)
     marker = out / BASE_DONE_FILE
     if marker.exists():
         return json.loads(marker.read_text())["checkpoint"]
@@ -62,7 +66,7 @@ def train_base(study: Study, overrides: dict[str, Any], output_dir: str, tracker
     if tracker is not None:
         run = tracker.trial_run(f"base-{out.name}", role=ROLE_BASE, name=f"base {out.name[:8]}")
         run.set_tags(_placement())
-        run.log_params({**flatten(config.to_dict()), **_resolved_params(config)})
+        run.log_params({**flatten_dotted(config.to_dict()), **_resolved_params(config)})
     try:
         t0 = time.perf_counter()
         result = fit(config, on_epoch=(lambda e, m, c: run.log_metrics(m, e)) if run else None)
@@ -105,17 +109,27 @@ def _policy_plots(evaluation: Any, folder: Path) -> Path:
     return folder
 
 
+def run_trial(params: dict[str, Any], *, study: Study, bases: dict[str, Any], tracker: StudyTracker) -> None:
+    """The Tune function: ``params`` is ``{"cell": grid cell, **sampled values}``; ``bases`` maps base ids
+    (`bases.base_id`) to the ObjectRefs of the base tasks' checkpoint paths, waited for here, before any
+    MLflow run is opened."""
+    sampled = {k: v for k, v in params.items() if k != "cell"}
+    cell = params["cell"]
+    base_checkpoint = ray.get(bases[base_id(study, base_overrides(study, cell))])
+    train_trial(sampled, study=study, cell=cell, tracker=tracker, base_checkpoint=base_checkpoint)
+
+
 def train_trial(params: dict[str, Any], *, study: Study, cell: dict[str, Any], base_checkpoint: str,
                 tracker: StudyTracker) -> None:  # fmt: skip
-    """Tune function trainable: one dynamic fine-tune of the study's base model."""
+    """One dynamic fine-tune of the cell's base model, reporting to Tune and to its MLflow run."""
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id()
     axes = {**cell, **params}
     out = Path(study.storage).absolute() / "trials" / trial_id
     config = study.trial_config(axes, out, Path(base_checkpoint))
-    run = tracker.trial_run(trial_id, tags={"study": study.name, "cell": base_key(cell)})
+    run = tracker.trial_run(trial_id, tags={"study": study.name, "cell": _cell_tag(cell)})
     run.set_tags(_placement())
-    run.log_params({**{f"axis.{k}": v for k, v in axes.items()}, **flatten(config.to_dict()), **_resolved_params(config)})
+    run.log_params({**{f"axis.{k}": v for k, v in axes.items()}, **flatten_dotted(config.to_dict()), **_resolved_params(config)})
 
     def report(epoch: int, metrics: dict[str, float], ckpt: Path) -> None:
         run.log_metrics(metrics, epoch)

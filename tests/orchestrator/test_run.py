@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from orchestrator.run import close_orphans, plan, run_study, study_trials
+from orchestrator.cell_search import saved_trials
+from orchestrator.run import plan, run_study
+from orchestrator.tracking import close_orphans, study_trials
 from orchestrator.schema import load_study
 
 pytestmark = pytest.mark.slow
@@ -66,7 +68,7 @@ def test_study_runs_and_logs_trials_front_and_artifacts(tmp_path: Path, write_st
     lost = result.tracker.trial_run("lost-with-tune-state").run_id
     crashed = trials[0].info.run_id
     client.update_run(crashed, status="RUNNING")
-    assert close_orphans(result.tracker, experiment) == [lost]
+    assert close_orphans(result.tracker, set(saved_trials(experiment))) == [lost]
     assert client.get_run(lost).info.status == "KILLED" and client.get_run(lost).data.tags["orphaned"] == "true"
     assert client.get_run(crashed).info.status == "RUNNING"
     found = study_trials(result.tracker)

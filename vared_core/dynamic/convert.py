@@ -106,7 +106,7 @@ def dynamize(model: nn.Module, spec: DynamicSpec, *, clip_shape: Sequence[int], 
     if "" in names:
         raise ValueError("dynamize: the model itself is a conv; wrap it in a container first")
     # build every dynamic layer before touching the model, so a bad layer leaves the model unchanged
-    built = {n: DynamicConv(modules[n], spec, in_frames=frames[n], name=n).train(modules[n].training) for n in names}
+    built = {n: DynamicConv.build(modules[n], spec, in_frames=frames[n], name=n).train(modules[n].training) for n in names}
     for name, dyn in built.items():
         parent_name, _, attr = name.rpartition(".")
         setattr(modules[parent_name] if parent_name else model, attr, dyn)

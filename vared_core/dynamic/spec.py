@@ -27,35 +27,31 @@ class DynamicSpec:
             start in use and receive gradient (a weight clipped to 0 by max(tanh, 0) gets none).
         cheap_kernel: spatial kernel of the depthwise channel cheap operation Φ^c.
         cheap_zero_init: start Φ^c's BN scale at 0, so rebuilt channels begin as zeros instead of random
-            features: a dynamized *trained* model then starts close to it. For fine-tuning a small base:
-            on ``benchmarks/fidelity.py``'s tiny R(2+1)D the same 10-epoch fine-tune ended at 69% video-1
-            with it and 53% without (base 71%).
+            features: a dynamized *trained* model then starts close to it, which matters when a small base
+            is fine-tuned.
         normalize_weights: divide each clip's gate weights by their sum, per dimension, before they mix the
             alternatives (eq. 3.5 uses them as they are). Unnormalised, a clip's output scale follows its
             gate weights, and clips of one batch with different weights reach BatchNorm at different scales;
-            over many dynamic layers that collapses training (``benchmarks/fidelity.py``: 35% video-1
-            unnormalised, 72% normalised, same recipe). Which alternatives are in use, and so the cost, do
-            not change; pinned policies are unaffected.
+            over many dynamic layers that can collapse training. Which alternatives are in use, and so the
+            cost, do not change; pinned policies are unaffected.
         normalize_floor: with ``normalize_weights``, the smallest sum a clip's weights are divided by. The
             gradient reaching a gate through the division grows as 1/sum, so tiny live weights (a gate
             closing every alternative at once) get huge steps; below the floor the output shrinks with the
             weights instead. The default (1e-6) only guards the division; it must lie in (0, 1], so a
-            pinned one-hot policy is left as it is. On ``benchmarks/fidelity.py`` (three seeds, 45-epoch
-            fine-tunes) 0.25 held accuracy at every seed, where the default collapsed at one, but cut 22-25% of
-            GFLOPs, not 23-28%; with 60-epoch fine-tunes seed 1 collapsed with it.
+            pinned one-hot policy is left as it is.
         detach_gate_input: the gates read their input without passing gradient back into the network
             before them: cross-entropy and λ_e still train the gates, but only the conv path shapes the
-            backbone. Through a gate the gradient passes its normalisation (≈ 1/sum) and tanh slopes, and on
-            ``benchmarks/fidelity.py``'s tiny R(2+1)D the backbone's gradient norm spiked 2-6x through
-            that path in the epochs before a collapse (see the README's fidelity section).
+            backbone. Through a gate the gradient passes its normalisation (≈ 1/sum) and tanh slopes, then
+            lands on every layer before it, which can destabilise a fine-tune.
         skip_layers: a clip whose gate weights along a dimension are all zero skips the layer: it outputs
             zeros and costs nothing (the seed, method doc §3). ``False``: such a clip computes that
             dimension's cheapest alternative instead. The efficiency loss rewards a skip with a cost of 0,
             and max(tanh, 0) passes no gradient back out of it, so a skip learned while the network still
-            needs the layer stays: on ``benchmarks/fidelity.py``'s tiny R(2+1)D, fine-tunes whose accuracy
-            collapsed had up to 65% of clips skipping a layer.
+            needs the layer stays.
         layers: fnmatch patterns over module names selecting the convs to make dynamic; ``None`` leaves
             the choice to `dynamize`'s ``include`` argument or the backbone's default.
+
+    Why each opt-in field exists: ``docs/design.md``; the runs that found them: ``docs/lab-notes.md``.
 
     Example:
         >>> spec = DynamicSpec(search_space=2, temporal=True, channel=False)

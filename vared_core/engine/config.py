@@ -15,6 +15,7 @@ Example:
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +24,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from vared_core.dynamic import DynamicSpec
+
+from .dotted import set_dotted
 
 __all__ = ["ConfigError", "DataConfig", "OptimConfig", "ResolvedOptim", "SyntheticData", "TrainConfig", "load_config",
            "resolve_optim"]
@@ -264,7 +267,7 @@ def load_config(source: str | Path | dict[str, Any], overrides: dict[str, Any] |
     """
     name = "<dict>"
     if isinstance(source, dict):
-        data = dict(source)
+        data = copy.deepcopy(source)
     else:
         name = str(source)
         try:
@@ -276,13 +279,7 @@ def load_config(source: str | Path | dict[str, Any], overrides: dict[str, Any] |
         if not isinstance(data, dict):
             raise ConfigError(f"{name}: expected a mapping of config fields at the top level")
     for key, value in (overrides or {}).items():
-        node = data
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"{name}: override {key!r}: {p!r} is not a mapping")
-        node[leaf] = value
+        set_dotted(data, key, value)
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as e:

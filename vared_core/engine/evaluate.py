@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -73,6 +73,11 @@ class VideoRow:
     layer_ratio: list[float] = field(default_factory=list)
 
 
+#: the metric names an evaluation reports: what trials log and what a study may optimise (architecture doc)
+Metric = Literal["clip_top1", "video_top1", "video_top5", "gflops_avg", "gflops_max", "gflops_min", "clips_per_s", "loss"]
+METRICS: tuple[str, ...] = get_args(Metric)
+
+
 @dataclass
 class EvalResult:
     """What `evaluate` measured. Accuracies in percent, costs in GFLOPs per clip (one view)."""
@@ -101,8 +106,7 @@ class EvalResult:
 
     def metrics(self) -> dict[str, float]:
         """The project's metric names → values (what trials report and MLflow stores)."""
-        names = ("clip_top1", "video_top1", "video_top5", "gflops_avg", "gflops_max", "gflops_min", "clips_per_s", "loss")
-        return {k: float(getattr(self, k)) for k in names}
+        return {k: float(getattr(self, k)) for k in METRICS}
 
     def extremes(self) -> dict[str, dict[str, VideoRow]]:
         """Per class name: the ``"most"`` and ``"least"`` expensive video (seed Figure 4-2)."""

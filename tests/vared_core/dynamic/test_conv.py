@@ -22,7 +22,7 @@ NORMALIZED = [DynamicSpec(search_space=2, normalize_weights=True), DynamicSpec(s
 
 
 def _wrap(conv: nn.Module, spec: DynamicSpec, frames: int) -> DynamicConv:
-    return DynamicConv(conv, spec, in_frames=frames, name="conv").eval()
+    return DynamicConv.build(conv, spec, in_frames=frames, name="conv").eval()
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"S{s.search_space}-t{int(s.temporal)}-c{int(s.channel)}")
@@ -248,3 +248,33 @@ def test_normalize_floor_divides_small_sums_by_the_floor() -> None:
     for bad in (0.0, 1.5):
         with pytest.raises(ValueError, match="normalize_floor must lie in"):
             DynamicSpec(normalize_weights=True, normalize_floor=bad)
+
+
+def test_a_dynamic_conv_is_made_of_the_parts_it_receives() -> None:
+    spec = DynamicSpec(search_space=2)
+    built = DynamicConv.build(nn.Conv3d(4, 8, (1, 3, 3), padding=(0, 1, 1)), spec, in_frames=4, name="c")
+    conv = nn.Conv3d(4, 8, (1, 3, 3), padding=(0, 1, 1))
+    gate, ops_c, ops_t = built.gate, list(built.channel_ops), list(built.temporal_ops)
+    made = DynamicConv(conv, spec, in_frames=4, gate=gate, channel_ops=ops_c, temporal_ops=ops_t, name="c")
+    assert made.gate is gate and made.channel_ops[0] is ops_c[0] and made.temporal_ops[0] is ops_t[0]
+    assert made.weight is conv.weight
+    with torch.no_grad():
+        gate.beta.copy_(torch.tensor([1.0, 1.0, 1.0, 1.0]))  # the received gate is the one that decides
+    made.eval()(torch.randn(2, 4, 4, 6, 6))
+    assert made.last.channel_choice.tolist() == [0, 0] and made.last.temporal_choice.tolist() == [0, 0]
+
+
+def test_parts_that_do_not_fit_the_spec_are_refused_naming_the_module() -> None:
+    spec = DynamicSpec(search_space=2)
+    conv = nn.Conv3d(4, 8, (1, 3, 3), padding=(0, 1, 1))
+    parts = DynamicConv.build(conv, spec, in_frames=4)
+    other = DynamicConv.build(nn.Conv3d(4, 16, 1), DynamicSpec(search_space=3), in_frames=2)
+    kw = dict(gate=parts.gate, channel_ops=list(parts.channel_ops), temporal_ops=list(parts.temporal_ops), name="blk")
+    with pytest.raises(ValueError, match=r"module 'blk': the gate must have 2 temporal \+ 2 channel outputs"):
+        DynamicConv(conv, spec, in_frames=4, **{**kw, "gate": other.gate})
+    with pytest.raises(ValueError, match=r"module 'blk': channel cheap ops must map .* \[\(4, 4\)\]"):
+        DynamicConv(conv, spec, in_frames=4, **{**kw, "channel_ops": list(other.channel_ops)})
+    with pytest.raises(ValueError, match=r"module 'blk': temporal cheap ops must have factors \[2\]"):
+        DynamicConv(conv, spec, in_frames=4, **{**kw, "temporal_ops": []})
+    with pytest.raises(ValueError, match="a static spec takes no gate"):
+        DynamicConv(conv, DynamicSpec(search_space=1), in_frames=4, gate=parts.gate, channel_ops=[], temporal_ops=[])

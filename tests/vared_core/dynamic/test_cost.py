@@ -59,7 +59,7 @@ def test_clip_gflops_matches_flop_counter_for_a_mixed_batch(kind, make_net, rand
 @pytest.mark.parametrize("folded", [False, True])
 def test_half_channels_half_frames_costs_at_most_03_of_the_full_conv(folded: bool) -> None:
     conv = nn.Conv2d(64, 128, 3, padding=1) if folded else nn.Conv3d(64, 128, (1, 3, 3), padding=(0, 1, 1))
-    dyn = DynamicConv(conv, DynamicSpec(search_space=2), in_frames=8).eval()
+    dyn = DynamicConv.build(conv, DynamicSpec(search_space=2), in_frames=8).eval()
     x = torch.randn(2 * 8, 64, 28, 28) if folded else torch.randn(2, 64, 8, 28, 28)
     with force_policy(dyn, temporal=1, channel=1):
         counted = _counted_gflops(dyn, x) * 1e9 / 2

@@ -185,7 +185,7 @@ def _one_conv(spec: DynamicSpec, beta: list[float], reads_mean: list[float] | No
     φ(reads_mean · tanh(m) + β), m the clip's mean input: the same weights for every clip when
     ``reads_mean`` is None."""
     torch.manual_seed(0)
-    conv = DynamicConv(nn.Conv3d(8, 12, (1, 3, 3), padding=(0, 1, 1)), spec, in_frames=6, name="conv").eval()
+    conv = DynamicConv.build(nn.Conv3d(8, 12, (1, 3, 3), padding=(0, 1, 1)), spec, in_frames=6, name="conv").eval()
     gate = conv.gate
     with torch.no_grad():
         gate.fc1.weight.zero_()

@@ -133,7 +133,7 @@ def test_cost_tracking_survives_on_both_models(make_net) -> None:
 
 
 def test_absorb_affine_checks_the_channel_count() -> None:
-    dyn = DynamicConv(nn.Conv3d(3, 8, 1), DynamicSpec(search_space=2), in_frames=4, name="features.0")
+    dyn = DynamicConv.build(nn.Conv3d(3, 8, 1), DynamicSpec(search_space=2), in_frames=4, name="features.0")
     with pytest.raises(ValueError, match="features.0.*8 channels"):
         dyn.absorb_affine(torch.ones(6), torch.zeros(6))
 

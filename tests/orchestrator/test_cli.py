@@ -1,0 +1,49 @@
+"""The `orchestrator` command in-process: exit codes and what it prints, on real study files."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from orchestrator.cli import main
+
+
+def test_validate_says_ok_or_lists_each_problem_with_file_and_line(tmp_path: Path, write_study, capsys) -> None:
+    good = write_study(tmp_path, "good")
+    assert main(["validate", str(good)]) == 0
+    assert capsys.readouterr().out.strip() == f"{good}: ok"
+    bad = tmp_path / "bad.yaml"
+    raw = yaml.safe_load(good.read_text())
+    raw["trial"]["epochz"] = 3
+    raw["max_concurrent"] = 0
+    bad.write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert main(["validate", str(good), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:" in err and "trial.epochz" in err and "max_concurrent" in err
+    assert str(good) + ":" not in err
+
+
+def test_a_set_that_is_not_key_value_is_refused(tmp_path: Path, write_study, capsys) -> None:
+    assert main(["validate", str(write_study(tmp_path, "s")), "--set", "trial.epochs"]) == 2
+    assert "--set 'trial.epochs': write KEY=VALUE" in capsys.readouterr().err
+
+
+def test_a_dry_run_prints_the_plan_with_the_overrides_applied(tmp_path: Path, write_study, capsys) -> None:
+    path = write_study(tmp_path, "plan", grid={"dims": ["temporal", "both"]})
+    assert main(["run", str(path), "--dry-run", "--set", "search.grid.dims=[both]"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["trials"] == 1 and plan["cells"] == [{"dims": "both"}]
+    assert [b["cached"] for b in plan["bases"]] == [False]
+    assert not (tmp_path / "runs").exists()  # a dry run writes nothing
+
+
+def test_pareto_of_a_study_that_never_ran_exits_2_saying_so(tmp_path: Path, write_study, capsys) -> None:
+    path = write_study(tmp_path, "never")
+    try:
+        main(["pareto", str(path)])
+    except SystemExit as e:
+        assert e.code == 2
+    else:
+        raise AssertionError("pareto of a study that never ran must exit")
+    assert "the study has not been run yet" in capsys.readouterr().err

@@ -1,0 +1,177 @@
+"""Hard mode of `DynamicConv` (evaluation): clips grouped by policy, each group's conv at its reduced size.
+
+Three branches, each reached by the equivalence tests (`tests/vared_core/dynamic/test_equivalence.py`):
+
+* ``_hard_assembled`` — several alternatives in a dimension, or a forward that records gradients: the
+  conv at the largest alternative in use, then eq. 3.5 through `DynamicConv._assemble`, as soft mode.
+* ``_hard_direct`` — one alternative per dimension without autograd (pinned policies, hard-gated
+  inference): computed and rebuilt parts written straight into one output buffer, the gate weights
+  and any absorbed BatchNorm affine applied while writing (`writes.emit`).
+* ``_hard_mixed`` — a batch whose clips use different policies: every group written into its own rows
+  of the batch output; a clip that skips the layer gets ``_fill_skipped``.
+"""
+from __future__ import annotations
+
+import torch
+
+from .writes import add, channels, emit, fold, memory_format_of, mul, take, unfold
+
+__all__ = ["HardPath"]
+
+
+class HardPath:
+    """The hard-mode forward of `DynamicConv` (a mixin).
+
+    Uses the layer's shapes (``out_channels``, ``out_frames``, ``in_frames``, ``folded``,
+    ``channel_counts``, ``temporal_factors``), its cheap ops, ``weight`` and the methods
+    ``_reduced_conv``, ``_assemble``, ``_apply_post``, ``_post5``, ``_fused_weight``, ``_to_native``,
+    ``_spatial_out`` and ``_decode``.
+    """
+
+    def _hard_group(
+        self, x: torch.Tensor, vc: torch.Tensor, vt: torch.Tensor, alts_c: list[int], alts_t: list[int],
+        out: torch.Tensor | None = None, rows: list[int] | None = None,
+    ) -> torch.Tensor:
+        """Hard-mode output (logical 5D) of clips that all use the alternatives ``alts_c`` / ``alts_t``.
+
+        With ``out`` (the logical output of the whole batch) and ``rows`` (the batch indices of these clips),
+        the parts are written straight into those clips' slices of ``out``, which is returned.
+        """
+        grad = torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
+        if len(alts_c) > 1 or len(alts_t) > 1 or grad:
+            return self._hard_assembled(x, vc, vt, alts_c, alts_t, out, rows)
+        return self._hard_direct(x, vc, vt, alts_c[0], alts_t[0], out, rows)
+
+    def _hard_assembled(
+        self, x: torch.Tensor, vc: torch.Tensor, vt: torch.Tensor, alts_c: list[int], alts_t: list[int],
+        out: torch.Tensor | None, rows: list[int] | None,
+    ) -> torch.Tensor:
+        """`_hard_group` through `_assemble`: the conv at the largest alternative in use, then eq. 3.5."""
+        factor = self.temporal_factors[alts_t[0]]
+        y5 = self._reduced_conv(x, self.channel_counts[alts_c[0]], factor)
+        y5 = self._apply_post(self._assemble(y5, vc, vt, alts_c, alts_t, factor))
+        if out is None:
+            return y5
+        emit(y5, None, None, out, rows)
+        return out
+
+    def _hard_direct(
+        self, x: torch.Tensor, vc: torch.Tensor, vt: torch.Tensor, ic: int, it: int,
+        out: torch.Tensor | None, rows: list[int] | None,
+    ) -> torch.Tensor:
+        """`_hard_group` for one alternative per dimension (``ic``, ``it``), without autograd: the computed
+        and rebuilt parts are written straight into the output, the gate weights and any absorbed affine
+        (a, s) applied on the way.
+
+        Eq. 3.5 with one alternative each is ``V_t·f^t(V_c·f^c(Y'))``: the computed and channel-rebuilt
+        maps are scaled by ``a·V_c·V_t``; a temporally rebuilt frame is ``w·(computed frame) + b`` inside
+        ``f^t``, so its bias ``b`` is scaled by ``a·V_t`` alone.
+        """
+        k, factor = self.channel_counts[ic], self.temporal_factors[it]
+        b = vc.shape[0]
+        v = vc[:, ic] * vt[:, it]
+        v5 = None if bool((v == 1).all()) else v.view(b, 1, 1, 1, 1)
+        a5, s5 = self._post5()
+        if k == self.out_channels and factor == 1:
+            if out is None and a5 is not None:  # the affine rides in the conv's weights
+                y5 = self._reduced_conv(x, k, 1, self._fused_weight(with_shift=v5 is None))
+                return y5 if v5 is None else torch.addcmul(s5, y5, v5, out=y5)
+            y5 = self._reduced_conv(x, k, 1)
+            if out is None:
+                return y5 if v5 is None else y5.mul_(v5)
+            emit(y5, mul(a5, v5), s5, out, rows)
+            return out
+        y5 = self._reduced_conv(x, k, factor)
+        if out is None:
+            out = self._new_output(y5)
+        computed = out[:, :, ::factor]
+        scale = mul(a5, v5)
+        emit(y5, channels(scale, slice(k)), channels(s5, slice(k)), computed[:, :k], rows)
+        if k < self.out_channels:
+            op = self.channel_ops[ic - 1]
+            rebuilt = unfold(op.conv(fold(y5)), b)
+            if op.bn.training:  # batch statistics: BN has to see the maps
+                rebuilt, bn_scale, bn_shift = unfold(op.bn(fold(rebuilt)), b), None, None
+            else:
+                bn_scale, bn_shift = (t.view(1, -1, 1, 1, 1) for t in op.bn_affine())
+            scale_k = channels(scale, slice(k, None))
+            shift_r = add(None if bn_shift is None else mul(bn_shift, scale_k), channels(s5, slice(k, None)))
+            scale_r = mul(bn_scale, scale_k)
+            emit(rebuilt, scale_r, shift_r, computed[:, k:], rows)
+        if factor > 1:
+            weights, shifts = self.temporal_ops[it - 1].tables()
+            vt_1 = vt[:, it]
+            vt5 = None if bool((vt_1 == 1).all()) else vt_1.view(b, 1, 1, 1, 1)
+            shift_scale = mul(a5, vt5)  # Φ^t's bias sits outside V_c (eq. 3.5): a·V_t, not a·V_c·V_t
+            for j in range(1, factor):
+                n = len(range(j, self.out_frames, factor))
+                if n == 0:
+                    continue
+                w5 = weights[j].view(1, -1, 1, 1, 1)
+                # rebuilt frame = w·(computed frame before any absorbed shift s) + b·(a·V_t), then + s
+                shift = mul(shifts[j].view(1, -1, 1, 1, 1), shift_scale)
+                if s5 is not None:
+                    shift = shift + s5 * (1 - w5)
+                emit(computed[:, :, :n], w5, shift, out[:, :, j::factor], rows, src_in_batch=True)
+        return out
+
+    def _hard_mixed(self, x: torch.Tensor, vc: torch.Tensor, vt: torch.Tensor, codes: torch.Tensor, uniq: list[int],
+                    height: int, width: int) -> torch.Tensor:
+        """Hard-mode native output of a batch whose clips use different alternatives (bit ``codes``, the
+        distinct ones ``uniq``): each group of clips runs at its own reduced size into its rows of the output,
+        a clip that skips the layer gets `_fill_skipped`."""
+        b = vc.shape[0]
+        native = torch.empty(self._output_shape(b, height, width), device=x.device, dtype=x.dtype,
+                             memory_format=memory_format_of(x))
+        out = self._as_output_clips(native, b)
+        x_clips = x.unflatten(0, (b, self.in_frames)) if self.folded else x
+        for code in uniq:
+            alts_c, alts_t = self._decode(code)
+            idx = (codes == code).nonzero().squeeze(1)
+            rows = idx.tolist()
+            if not alts_c or not alts_t:
+                for r in rows:
+                    self._fill_skipped(out[r : r + 1])
+                continue
+            xg = take(x_clips, rows)
+            if self.folded:
+                xg = xg.flatten(0, 1)
+            self._hard_group(xg, vc.index_select(0, idx), vt.index_select(0, idx), alts_c, alts_t, out=out, rows=rows)
+        return native
+
+    def _skipped_output(self, b: int, height: int, width: int, x: torch.Tensor) -> torch.Tensor:
+        """Native output of a batch whose every clip skips the layer."""
+        native = torch.empty(self._output_shape(b, height, width), device=x.device, dtype=x.dtype,
+                             memory_format=memory_format_of(x))  # the layout every other path returns
+        self._fill_skipped(self._as_output_clips(native, b))
+        return native
+
+    def _fill_skipped(self, dst5: torch.Tensor) -> None:
+        """What a clip whose gate zeroed a whole dimension outputs: zeros, or the absorbed shift."""
+        _, s5 = self._post5()
+        if s5 is None:
+            dst5.zero_()
+        else:
+            dst5.copy_(s5.expand_as(dst5))
+
+    # ---------------------------------------------------------------- output buffers
+    def _new_output(self, like5: torch.Tensor) -> torch.Tensor:
+        """An uninitialised output in the native layout and memory format of ``like5``'s native form,
+        returned as its logical (b, C, T_o, H, W) view."""
+        b, _, _, ho, wo = like5.shape
+        native = torch.empty(self._native_shape(b, ho, wo), device=like5.device, dtype=like5.dtype,
+                             memory_format=memory_format_of(self._to_native(like5)))
+        return self._as_output_clips(native, b)
+
+    def _native_shape(self, b: int, ho: int, wo: int) -> tuple[int, ...]:
+        if self.folded:
+            return (b * self.out_frames, self.out_channels, ho, wo)
+        return (b, self.out_channels, self.out_frames, ho, wo)
+
+    def _output_shape(self, b: int, height: int, width: int) -> tuple[int, ...]:
+        """Native output shape for ``b`` clips of input size ``height``×``width``."""
+        return self._native_shape(b, *self._spatial_out(height, width))
+
+    def _as_output_clips(self, native: torch.Tensor, b: int) -> torch.Tensor:
+        """Logical (b, C, T_o, H, W) view of a native output."""
+        return native.unflatten(0, (b, self.out_frames)).transpose(1, 2) if self.folded else native

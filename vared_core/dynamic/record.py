@@ -1,0 +1,122 @@
+"""What a dynamic layer decided and cost in its last forward: `LayerRecord`, and the per-policy cost tables.
+
+A clip's policy in one layer is the set of alternatives its gate uses, written as one bit code
+(channel alternatives first, then temporal ones). Everything a forward records — inference MACs,
+the largest alternative in use per dimension, the hard cost fraction of eq. 3.6 — depends on the
+code alone, so `LayerCosts` tabulates it once per output size and device and a forward records its
+batch with a few lookups.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["LayerCosts", "LayerRecord"]
+
+
+@dataclass
+class LayerRecord:
+    """What one dynamic layer decided and cost in the last forward (one entry per clip).
+
+    Attributes:
+        clip_macs: (B,) float64 multiply-accumulates each clip costs at inference under its policy
+            (reduced conv + cheap ops + gate). In soft mode the forward computed more; this is the
+            hard-mode cost of the same decisions.
+        full_macs: the original conv's multiply-accumulates for one clip.
+        cost_fraction: (B,) hard cost fraction r^s/R^s of the conv (computed / full, exact for
+            non-divisible sizes), carrying the gradient of its differentiable stand-in (method doc §5).
+        channel_choice / temporal_choice: (B,) long, index of the largest alternative in use; -1 when
+            every weight of the gate is zero (the layer outputs zeros).
+        gate: (B, S_t + S_c) detached gate weights actually used (after any `force_policy`).
+    """
+
+    clip_macs: torch.Tensor
+    full_macs: float
+    cost_fraction: torch.Tensor
+    channel_choice: torch.Tensor
+    temporal_choice: torch.Tensor
+    gate: torch.Tensor | None
+
+
+class LayerCosts:
+    """The cost side of `DynamicConv` (a mixin): policy bit codes, their MACs and fractions, and `_record`.
+
+    Reads the layer's shape attributes (``in_channels``, ``out_channels``, ``groups``, ``kernel_size``,
+    ``out_frames``, ``channel_counts``, ``temporal_factors``, ``num_channel``, ``num_temporal``), its
+    ``gate`` and ``channel_ops`` (their MACs), ``computed_frames`` and the ``_cache`` dict; writes ``last``.
+    """
+
+    def _conv_macs(self, channels: int, frames: int, hw: int) -> int:
+        return channels * frames * hw * (self.in_channels // self.groups) * math.prod(self.kernel_size)
+
+    def _policy_macs(self, alts_c: list[int], alts_t: list[int], hw_out: tuple[int, int]) -> int:
+        """Inference MACs of one clip whose gate uses the alternatives ``alts_c`` / ``alts_t`` (ascending)."""
+        gate = self.gate.macs if self.gate is not None else 0
+        if not alts_c or not alts_t:
+            return gate
+        hw = hw_out[0] * hw_out[1]
+        frames = self.computed_frames(self.temporal_factors[alts_t[0]])
+        macs = self._conv_macs(self.channel_counts[alts_c[0]], frames, hw) + gate
+        macs += sum(self.channel_ops[i - 1].macs_per_frame(*hw_out) * frames for i in alts_c if i > 0)
+        macs += sum(
+            (self.out_frames - self.computed_frames(self.temporal_factors[j])) * self.out_channels * hw
+            for j in alts_t if j > 0
+        )
+        return macs
+
+    def _bit_values(self, device: torch.device) -> torch.Tensor:
+        """2**i for each gate output (channel alternatives, then temporal ones), cached per device."""
+        key = ("bits", device)
+        if key not in self._cache:
+            self._cache[key] = 2 ** torch.arange(self.num_channel + self.num_temporal, device=device)
+        return self._cache[key]
+
+    def _decode(self, code: int) -> tuple[list[int], list[int]]:
+        """Channel and temporal alternatives in use, from a policy bit code."""
+        alts_c = [i for i in range(self.num_channel) if code >> i & 1]
+        alts_t = [j for j in range(self.num_temporal) if code >> (self.num_channel + j) & 1]
+        return alts_c, alts_t
+
+    def _code_tables(self, hw_out: tuple[int, int], device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        """Per bit code: inference MACs (CPU float64), channel and temporal choice (-1: none in use), and
+        the hard cost fraction; plus the channel and temporal fractions of each alternative. Built once per
+        output size and device, so recording a forward is a few table lookups."""
+        key = (hw_out, device, dtype)
+        if key not in self._cache:
+            ch_frac = [k / self.out_channels for k in self.channel_counts]
+            t_frac = [self.computed_frames(r) / self.out_frames for r in self.temporal_factors]
+            macs, choice_c, choice_t, hard = [], [], [], []
+            for code in range(2 ** (self.num_channel + self.num_temporal)):
+                alts_c, alts_t = self._decode(code)
+                ic, it = (alts_c[0] if alts_c else -1), (alts_t[0] if alts_t else -1)
+                macs.append(self._policy_macs(alts_c, alts_t, hw_out))
+                choice_c.append(ic)
+                choice_t.append(it)
+                hard.append(0.0 if ic < 0 or it < 0 else ch_frac[ic] * t_frac[it])
+            self._cache[key] = (
+                torch.tensor(macs, dtype=torch.float64),
+                torch.tensor(choice_c, device=device), torch.tensor(choice_t, device=device),
+                torch.tensor(hard, device=device, dtype=dtype),
+                torch.tensor(ch_frac, device=device, dtype=dtype), torch.tensor(t_frac, device=device, dtype=dtype),
+            )
+        return self._cache[key]
+
+    def _record(self, vt: torch.Tensor, vc: torch.Tensor, codes: torch.Tensor, v: torch.Tensor | None,
+                hw_out: tuple[int, int]) -> None:  # fmt: skip
+        """Store this forward's per-clip decisions and costs in ``self.last``."""
+        macs, choice_c, choice_t, hard, ch_frac, t_frac = self._code_tables(hw_out, vc.device, vc.dtype)
+        # differentiable stand-in: expected fraction under the normalised gate weights (method doc §5)
+        soft_c = (vc * ch_frac).sum(1) / vc.sum(1).clamp(min=1e-12)
+        soft_t = (vt * t_frac).sum(1) / vt.sum(1).clamp(min=1e-12)
+        soft = soft_c * soft_t
+        hw = hw_out[0] * hw_out[1]
+        self.last = LayerRecord(
+            clip_macs=macs[codes.cpu()],
+            full_macs=float(self._conv_macs(self.out_channels, self.out_frames, hw)),
+            cost_fraction=soft + (hard[codes] - soft).detach(),
+            channel_choice=choice_c[codes],
+            temporal_choice=choice_t[codes],
+            gate=None if v is None else torch.cat([vt, vc], 1).detach(),
+        )
