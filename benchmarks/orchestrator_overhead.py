@@ -33,7 +33,7 @@ def one_run(study_file: Path, concurrent: int, folder: Path, sets: dict) -> dict
     from mlflow.tracking import MlflowClient
 
     from orchestrator.run import run_study
-    from orchestrator.schema import load_study
+    from orchestrator.validation import load_study
     from vared_core.engine.data import ensure_synthetic
 
     study = load_study(study_file, {**sets, "storage": str(folder), "max_concurrent": concurrent})
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="study overrides, e.g. --set trial.epochs=16 (longer fits, the same fixed costs)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO))
-    from orchestrator.schema import parse_overrides
+    from orchestrator.validation import parse_overrides
 
     sets = parse_overrides(args.set)
     rows = []

@@ -17,7 +17,7 @@ __all__ = ["build_parser", "main"]
 
 
 def _load(path: str, sets: list[str] | None = None):  # -> Study, or exits 2 with every problem listed
-    from .schema import StudyError, load_study, parse_overrides
+    from .validation import StudyError, load_study, parse_overrides
 
     try:
         return load_study(path, parse_overrides(sets or []))
@@ -27,7 +27,7 @@ def _load(path: str, sets: list[str] | None = None):  # -> Study, or exits 2 wit
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from .schema import StudyError, parse_overrides, validate_study
+    from .validation import StudyError, parse_overrides, validate_study
 
     try:
         overrides = parse_overrides(args.set)
@@ -104,7 +104,8 @@ def _pareto(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from .pareto import compute_front, plot_front_html, plot_front_png
+    from .front_plots import plot_front_html, plot_front_png
+    from .pareto import compute_front
     from .tracking import study_trials
 
     studies = [_load(p) for p in args.studies]

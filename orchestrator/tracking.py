@@ -258,7 +258,8 @@ def log_front(study: Study, tracker: StudyTracker, trials: list[dict[str, Any]])
     """Compute the study's front over ``trials`` and log it to the parent run: ``pareto_size``,
     ``num_trials`` and ``hypervolume`` metrics, ``pareto/front.json`` (the front as a table),
     ``pareto/front_all.json``, a PNG and an HTML scatter; every trial run gets ``pareto=true|false``."""
-    from .pareto import compute_front, plot_front_html, plot_front_png
+    from .front_plots import plot_front_html, plot_front_png
+    from .pareto import compute_front
 
     front = compute_front(trials, dict(study.objectives), study.reference)
     client = tracker.client

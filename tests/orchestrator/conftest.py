@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import copy
+
 import pytest
 import yaml
 
@@ -48,3 +50,40 @@ def local_ray():
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     yield
     ray.shutdown()
+
+
+def study_dict(**changes: Any) -> dict[str, Any]:
+    """A small valid study as a dict (not run: loaded and validated); top-level ``changes`` replace whole sections."""
+    study = {
+        "name": "t",
+        "storage": "runs",
+        "recipe": "static_base",
+        "data": {"synthetic": {"root": "synth", "classes": 2, "videos_per_class": 4, "frames": 8, "size": 32},
+                 "flip": False, "num_frames": 4, "crop_size": 32, "batch_size": 2, "num_workers": 0},
+        "base": {"model": "r2plus1d_18_tiny", "epochs": 1, "seed": 7, "optim": {"lr": 0.02}},
+        "trial": {"epochs": 2, "lambda_e": 0.8, "optim": {"momentum": 0.8}, "dynamic": {"search_space": 2}},
+        "search": {"grid": {"dims": ["temporal", "both"]}, "sample": {"lambda_e": {"loguniform": [0.1, 4.0]}},
+                   "num_samples": 2},
+        "objectives": {"video_top1": "max", "gflops_avg": "min"},
+        "reference": {"video_top1": 0.0, "gflops_avg": 1.0},
+    }  # fmt: skip
+    study.update(copy.deepcopy(changes))
+    return study
+
+
+def write_yaml(folder: Path, study: dict[str, Any] | str, name: str = "study.yaml") -> Path:
+    """Write a study (a dict, or YAML text as it is) into ``folder`` and return its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(study if isinstance(study, str) else yaml.safe_dump(study, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def make_study():
+    return study_dict
+
+
+@pytest.fixture(scope="session")
+def write_file():
+    return write_yaml

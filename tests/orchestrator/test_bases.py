@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from orchestrator.bases import base_folder, base_id, base_overrides, is_trained
-from orchestrator.schema import load_study
+from orchestrator.validation import load_study
 
 
 def test_cells_that_leave_the_base_recipe_alone_share_one_base(tmp_path: Path, write_study) -> None:

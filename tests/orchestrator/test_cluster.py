@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from orchestrator.schema import load_study
+from orchestrator.validation import load_study
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,8 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.cli import main
 from orchestrator.nightly import compare, read_baseline_file
-from orchestrator.schema import Tolerance, load_study, validate_study
+from orchestrator.schema import Tolerance
+from orchestrator.validation import load_study, validate_study
 
 REPO = Path(__file__).resolve().parents[2]
 TOLERANCES = {"video_top1": {"drop": 20.0}, "gflops_avg": {"rise_pct": 2}, "clips_per_s": {"drop_pct": 95}}

@@ -1,4 +1,4 @@
-"""Pareto fronts: masks and hypervolumes on hand-made sets, fronts of trials, JSON round trip, tables, plots."""
+"""Pareto fronts: masks and hypervolumes on hand-made sets, fronts of trials, JSON round trip, tables."""
 from __future__ import annotations
 
 import doctest
@@ -16,8 +16,6 @@ from orchestrator.pareto import (
     format_front,
     hypervolume,
     pareto_mask,
-    plot_front_html,
-    plot_front_png,
 )
 
 ACC_GFLOPS = {"video_top1": "max", "gflops_avg": "min"}
@@ -271,48 +269,6 @@ def test_format_front() -> None:
     assert "3 without finite objective values" in lines[0] and "hypervolume 155" in lines[0]
     assert lines[1].split() == ["trial_id", "video_top1", "gflops_avg", "gate.kind", "gate.tau", "lr"]
     assert [ln.split()[0] for ln in lines[2:]] == ["t_a", "t_b", "t_c"]
-
-
-# ------------------------------------------------------------------------------------------------
-# Plots
-# ------------------------------------------------------------------------------------------------
-
-def _two_studies() -> dict[str, Front]:
-    other = [_trial(f"u{i}", {"lr": i / 10}, video_top1=55.0 + 4 * i, gflops_avg=1.0 + i) for i in range(5)]
-    return {"base": compute_front(TRIALS, ACC_GFLOPS, REFERENCE), "sweep": compute_front(other, ACC_GFLOPS, REFERENCE)}
-
-
-def test_plot_png(tmp_path: Path) -> None:
-    out = plot_front_png(_two_studies(), tmp_path / "sub" / "front.png")
-    assert out == tmp_path / "sub" / "front.png"
-    data = out.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
-    three = compute_front(
-        [_trial(f"t{i}", video_top1=60.0 + i, gflops_avg=1.0 + i, clips_per_s=10.0 - i) for i in range(4)],
-        {"video_top1": "max", "gflops_avg": "min", "clips_per_s": "max"},
-    )
-    assert plot_front_png({"3obj": three}, tmp_path / "three.png").read_bytes()[:4] == b"\x89PNG"
-
-
-def test_plot_html(tmp_path: Path) -> None:
-    out = plot_front_html(_two_studies(), tmp_path / "front.html")
-    text = out.read_text(encoding="utf-8")
-    assert 1_000_000 < len(text) < 6_000_000  # plotly.js inlined, so it opens offline
-    for tid in ("t_a", "t_b", "t_c", "t_d", "u0", "u4"):
-        assert tid in text
-    assert "video_top1 (max)" in text and "gflops_avg (min)" in text and "gate.tau" in text
-
-
-def test_plots_refuse_mismatched_or_missing_axes(tmp_path: Path) -> None:
-    fronts = _two_studies()
-    flipped = compute_front(TRIALS, {"gflops_avg": "min", "video_top1": "max"})
-    for plot in (plot_front_png, plot_front_html):
-        with pytest.raises(ValueError, match="no fronts"):
-            plot({}, tmp_path / "x")
-        with pytest.raises(ValueError, match="'flipped' plots.*same first two objectives"):
-            plot({**fronts, "flipped": flipped}, tmp_path / "x")
-        with pytest.raises(ValueError, match="plotting needs at least 2"):
-            plot({"one": compute_front(TRIALS, {"loss": "min"})}, tmp_path / "x")
 
 
 def test_docstring_examples() -> None:

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from orchestrator.cell_search import saved_trials
 from orchestrator.run import plan, run_study
 from orchestrator.tracking import close_orphans, study_trials
-from orchestrator.schema import load_study
+from orchestrator.validation import load_study
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,8 @@ import pytest
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from orchestrator.schema import Distribution, load_study
+from orchestrator.schema import Distribution
+from orchestrator.validation import load_study
 from orchestrator.space import distribution, sampler, scheduler, searcher
 
 

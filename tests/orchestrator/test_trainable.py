@@ -8,7 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from orchestrator.bases import base_folder
-from orchestrator.schema import load_study
+from orchestrator.validation import load_study
 from orchestrator.tracking import StudyTracker
 from orchestrator.trainable import train_base
 

@@ -91,6 +91,7 @@ __all__ = [
     "num_pairs",
     "pairwise_stats",
     "redundancy_proportion",
+    "redundant",
 ]
 
 Dim = Literal["time", "channel"]
@@ -217,10 +218,16 @@ def redundancy_proportion(
         >>> redundancy_proportion(torch.tensor([[0.9, 0.9, 0.5, 1.0]]), torch.tensor([[0.1, 0.0, 0.1, 0.1]]))
         tensor([0.5000], dtype=torch.float64)
     """
+    return redundant(cc, rmse, cc_threshold, rmse_threshold).to(torch.float64).mean(-1)
+
+
+def redundant(cc: Tensor, rmse: Tensor, cc_threshold: float, rmse_threshold: float | None) -> Tensor:
+    """The redundancy rule of Table B.1, pair by pair: ``CC > cc_threshold`` and ``RMSE > rmse_threshold``
+    (the RMSE condition dropped when ``rmse_threshold`` is None); a NaN CC is never redundant."""
     flagged = cc > cc_threshold
     if rmse_threshold is not None:
         flagged = flagged & (rmse > rmse_threshold)
-    return flagged.to(torch.float64).mean(-1)
+    return flagged
 
 
 # ------------------------------------------------------------------------------------------------- the report
@@ -443,9 +450,7 @@ class _Accumulator:
             sums = torch.zeros(3, b, dtype=torch.float64)
             count = 0
             for cc, rmse in _pair_blocks(y, dim, pairs):
-                flagged = cc > cc_threshold
-                if rmse_threshold is not None:
-                    flagged &= rmse > rmse_threshold
+                flagged = redundant(cc, rmse, cc_threshold, rmse_threshold)
                 sums += torch.stack([cc.sum(1), rmse.sum(1), flagged.sum(1, dtype=torch.float64)]).cpu()
                 count += cc.shape[1]
             means = sums / count if count else torch.full_like(sums, math.nan)

@@ -18,6 +18,9 @@ Layout written under ``root``::
     classes.txt                    one class name a line (label i = line i + 1)
     train.csv, val.csv             CSV: path,label,motion,clutter (paths relative to root)
     videos/<class>/<class>_NNN.mp4 H.264 (libx264, yuv420p, one encoder thread: same seed, same bytes)
+
+Why one file of ~450 lines: rendering a clip, encoding it and writing the balanced set with its lists
+are one generator whose parts share the per-clip levels and the seeded random state.
 """
 from __future__ import annotations
 

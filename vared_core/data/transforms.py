@@ -6,6 +6,9 @@ resizing ``uint8`` clips first and converting to float last (`to_float`) is the 
 `train_transform` / `test_transform` do. Random functions take a ``torch.Generator`` so a dataset can
 make them reproducible. The callable classes wrap the functions with their settings and name the
 layout they expect (``…CTHW``); `ComposeCTHW` chains them and passes the generator along.
+
+Why one file of ~430 lines: each transform is a small function plus the callable class that carries its
+settings; apart, each class would live away from the only function it calls.
 """
 from __future__ import annotations
 
