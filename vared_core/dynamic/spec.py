@@ -74,11 +74,11 @@ class DynamicSpec:
     layers: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.search_space, int) or self.search_space < 1:
+        if not _is_int(self.search_space) or self.search_space < 1:
             raise ValueError(f"DynamicSpec.search_space must be an integer >= 1 (1 = static), got {self.search_space!r}")
-        if self.gate_hidden < 1:
-            raise ValueError(f"DynamicSpec.gate_hidden must be >= 1, got {self.gate_hidden!r}")
-        if self.cheap_kernel < 1 or self.cheap_kernel % 2 == 0:
+        if not _is_int(self.gate_hidden) or self.gate_hidden < 1:
+            raise ValueError(f"DynamicSpec.gate_hidden must be an integer >= 1, got {self.gate_hidden!r}")
+        if not _is_int(self.cheap_kernel) or self.cheap_kernel < 1 or self.cheap_kernel % 2 == 0:
             raise ValueError(f"DynamicSpec.cheap_kernel must be a positive odd integer, got {self.cheap_kernel!r}")
         if not 0 < self.normalize_floor <= 1:
             raise ValueError(f"DynamicSpec.normalize_floor must lie in (0, 1], got {self.normalize_floor!r}")
@@ -117,3 +117,8 @@ class DynamicSpec:
     def from_dict(cls, d: dict[str, Any]) -> "DynamicSpec":
         """Inverse of `to_dict`; unknown keys raise ``TypeError`` naming them."""
         return cls(**d)
+
+
+def _is_int(value: Any) -> bool:
+    """An integer and not a bool (``True`` would pass ``isinstance(value, int)`` as 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)

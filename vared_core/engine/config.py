@@ -32,9 +32,11 @@ __all__ = ["ConfigError", "DataConfig", "OptimConfig", "ResolvedOptim", "Synthet
 
 
 class _Strict(BaseModel):
-    """Unknown keys are errors; assignments are validated too."""
+    """Unknown keys are errors, and a config never changes once built: derive another with
+    ``model_copy(update=...)`` (a resumed run, a trial's overrides), so what a checkpoint or an MLflow run
+    recorded is what ran."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class SyntheticData(_Strict):

@@ -57,7 +57,7 @@ def test_channel_count_is_ceil_of_a_halving(out_channels: int, index: int, compu
         ("search_space", -2, "search_space must be an integer >= 1"),
         ("search_space", 2.0, r"search_space must be an integer >= 1 \(1 = static\), got 2\.0"),
         ("search_space", "2", "search_space must be an integer >= 1 .*got '2'"),
-        ("gate_hidden", 0, "gate_hidden must be >= 1, got 0"),
+        ("gate_hidden", 0, "gate_hidden must be an integer >= 1, got 0"),
         ("cheap_kernel", 4, "cheap_kernel must be a positive odd integer, got 4"),
         ("cheap_kernel", -1, "cheap_kernel must be a positive odd integer, got -1"),
         ("normalize_floor", 0.0, r"normalize_floor must lie in \(0, 1\], got 0\.0"),
@@ -70,15 +70,13 @@ def test_a_bad_field_is_named_with_its_value(field: str, value: object, message:
         DynamicSpec(**{field: value})
 
 
-@pytest.mark.xfail(strict=True, reason="__post_init__ checks isinstance(int) for search_space only and lets bool "
-                   "through; gate_hidden and cheap_kernel are compared but not type-checked")  # fmt: skip
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("search_space", True),  # accepted as 1: a silently static network
-        ("gate_hidden", 2.5),  # accepted; fails later, building the gate's nn.Linear
-        ("cheap_kernel", 3.0),  # accepted although "must be a positive odd integer"; fails building Φ^c
-        ("gate_hidden", "32"),  # TypeError from the comparison instead of a ValueError naming the field
+        ("search_space", True),  # would be taken as 1: a silently static network
+        ("gate_hidden", 2.5),  # would fail later, building the gate's nn.Linear
+        ("cheap_kernel", 3.0),  # would fail building Φ^c
+        ("gate_hidden", "32"),  # would be a TypeError from the comparison, not naming the field
     ],
 )
 def test_a_value_of_the_wrong_type_is_refused_with_a_value_error(field: str, value: object) -> None:
@@ -126,5 +124,5 @@ def test_from_dict_names_an_unknown_key() -> None:
 
 
 def test_from_dict_validates() -> None:
-    with pytest.raises(ValueError, match="gate_hidden must be >= 1"):
+    with pytest.raises(ValueError, match="gate_hidden must be an integer >= 1"):
         DynamicSpec.from_dict({"gate_hidden": 0})

@@ -27,6 +27,17 @@ def test_overrides_use_dotted_keys() -> None:
     assert (cfg.optim.lr, cfg.data.batch_size, cfg.seed) == (0.3, 2, 5)
 
 
+def test_a_config_never_changes_once_built() -> None:
+    from pydantic import ValidationError
+
+    cfg = load_config(MINIMAL)
+    for target, field in ((cfg, "epochs"), (cfg.optim, "lr"), (cfg.data, "batch_size"), (cfg.data.synthetic, "root")):
+        with pytest.raises(ValidationError, match="frozen"):
+            setattr(target, field, 3)
+    longer = cfg.model_copy(update={"epochs": 5})
+    assert (cfg.epochs, longer.epochs) == (2, 5)
+
+
 def test_errors_name_the_file_and_every_field(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({**MINIMAL, "epochs": 0, "optim": {"lr": -1, "nesterof": True}}))
