@@ -43,7 +43,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator, model_serializer, model_validator
 
 from vared_core.engine.config import DataConfig, TrainConfig
 from vared_core.engine.dotted import set_dotted
@@ -63,7 +63,11 @@ __all__ = [
     "Tolerance",
     "Tracking",
     "BASE_KEYS",
+    "BASE_OWNED",
+    "BaseRecipe",
     "Recipe",
+    "TRIAL_OWNED",
+    "TrialRecipe",
     "folder_of",
     "is_base_key",
     "resolve_data",
@@ -290,6 +294,37 @@ def _apply(recipe: dict[str, Any], data: dict[str, Any], key: str, value: Any) -
     return data
 
 
+class _Recipe(_Strict):
+    """`TrainConfig` fields as a study file gives them: every field optional, the run's own ones left out."""
+
+    def given(self) -> dict[str, Any]:
+        """The fields the file gives (nothing filled in), as values `TrainConfig.model_validate` takes."""
+        return self.model_dump(exclude_unset=True)
+
+
+def _recipe_type(name: str, doc: str, left_out: tuple[str, ...]) -> type[_Recipe]:
+    """A model with `TrainConfig`'s fields, types and bounds, all optional, less ``left_out``: the type itself
+    refuses an unknown key and one the study sets, and a required field left out is found when the study
+    builds its configs (`Study.base_config`, `Study.trial_config`)."""
+    fields: dict[str, Any] = {}
+    for field, info in TrainConfig.model_fields.items():
+        if field not in left_out:
+            bounded = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+            fields[field] = (bounded | None, None)
+    return create_model(name, __base__=_Recipe, __doc__=doc, __module__=__name__, **fields)
+
+
+_SET_BY_STUDY = ("data", "output_dir", "stage", "resume_from")
+BASE_OWNED = (*_SET_BY_STUDY, "dynamic", "base_checkpoint")
+"""`TrainConfig` fields a ``base`` recipe may not give: the study sets them, or they belong to the trials."""
+TRIAL_OWNED = (*_SET_BY_STUDY, "base_checkpoint", *BASE_KEYS)
+"""`TrainConfig` fields a ``trial`` recipe may not give: the study sets them, or they come from ``base``."""
+
+BaseRecipe = _recipe_type("BaseRecipe", "The ``base`` section: the base model's `TrainConfig` fields.", BASE_OWNED)
+TrialRecipe = _recipe_type("TrialRecipe", "The ``trial`` section: every trial's `TrainConfig` defaults.",
+                           TRIAL_OWNED)
+
+
 #: how a study trains: ``seed`` — the base model is the dynamic model trained from scratch (λ_e 0 unless
 #: ``base`` says otherwise) and each trial fine-tunes it with L_e (seed §4.3, Table 4.10); ``static_base`` — a
 #: static base model, dynamized and fine-tuned by each trial
@@ -329,8 +364,8 @@ class Study(_Strict):
             it), and every trial fine-tunes that checkpoint with its own λ_e, epochs and lr (seed §4.3,
             Table 4.10: before and after the L_e fine-tune). ``"static_base"``: a static base model that
             each trial dynamizes and fine-tunes.
-        base: the base recipe, `TrainConfig` fields (its stage follows ``recipe``).
-        trial: every trial's defaults, `TrainConfig` fields of stage ``"dynamic"``.
+        base: the base recipe, `TrainConfig` fields less `BASE_OWNED` (its stage follows ``recipe``).
+        trial: every trial's defaults, `TrainConfig` fields of stage ``"dynamic"`` less `TRIAL_OWNED`.
         objectives: metric → ``"max"`` / ``"min"``, in order; two make a multi-objective study.
         reference: the hypervolume reference point (one value per objective), optional.
         max_failures: retries per trial (Tune ``FailureConfig``).
@@ -345,8 +380,8 @@ class Study(_Strict):
     ray: RayCfg = RayCfg()
     data: DataConfig
     recipe: Recipe = "seed"
-    base: dict[str, Any]
-    trial: dict[str, Any] = {}
+    base: BaseRecipe
+    trial: TrialRecipe = TrialRecipe()
     search: Search = Search()
     objectives: dict[Metric, Literal["max", "min"]] = Field(min_length=1, max_length=2)
     reference: dict[Metric, float] | None = None
@@ -407,12 +442,13 @@ class Study(_Strict):
             pydantic.ValidationError: when the result is not a valid `TrainConfig` (`load_study` has
                 already checked every base a study can ask for).
         """
-        recipe = copy.deepcopy(self.base)
+        recipe = self.base.given()
         stage = "base"
         if self.recipe == "seed":
             stage = "dynamic"
             recipe.setdefault("lambda_e", 0.0)
-            recipe.update({k: copy.deepcopy(self.trial[k]) for k in _SEED_BASE_FROM_TRIAL if k in self.trial})
+            trial = self.trial.given()
+            recipe.update({k: trial[k] for k in _SEED_BASE_FROM_TRIAL if k in trial})
         data = self.data.model_dump()
         for key, value in (base_overrides or {}).items():
             if not is_base_key(key, self.recipe):
@@ -434,9 +470,9 @@ class Study(_Strict):
             >>> cfg.dynamic.temporal, cfg.dynamic.channel, cfg.lambda_e                               # doctest: +SKIP
             (True, False, 1.5)
         """
-        recipe = {k: copy.deepcopy(self.base[k]) for k in _FROM_BASE if k in self.base}
-        for key, value in copy.deepcopy(self.trial).items():
-            recipe[key] = value
+        base = self.base.given()
+        recipe = {k: base[k] for k in _FROM_BASE if k in base}
+        recipe.update(self.trial.given())
         data = self.data.model_dump()
         for key, value in params.items():
             data = _apply_axis(recipe, data, key, value)

@@ -32,7 +32,8 @@ from vared_core.engine.dotted import set_dotted
 from vared_core.engine.evaluate import METRICS
 from vared_core.models import list_models
 
-from .schema import BASE_KEYS, DIMS, Distribution, Recipe, Scheduler, Search, Study, folder_of, is_base_key, resolve_data
+from .schema import (BASE_KEYS, BASE_OWNED, DIMS, TRIAL_OWNED, Distribution, Recipe, Scheduler, Search, Study,
+                     folder_of, is_base_key, resolve_data)
 from .yaml_lines import compose, duplicate_keys, format_path, line_of
 
 __all__ = ["StudyError", "load_study", "parse_overrides", "validate_study"]
@@ -47,19 +48,7 @@ class StudyError(ValueError):
 
 
 
-# keys the study sets itself, refused in base / trial with the reason
-_SET_BY_STUDY = ("data", "output_dir", "stage", "resume_from")
-_BASE_FORBIDDEN = {
-    **{k: "" for k in _SET_BY_STUDY},
-    "dynamic": "it belongs to the dynamic fine-tune: put it under 'trial'",
-    "base_checkpoint": "it belongs to the dynamic fine-tune, and the orchestrator sets it",
-}
-_TRIAL_FORBIDDEN = {
-    **{k: "" for k in _SET_BY_STUDY},
-    "base_checkpoint": "",
-    **{k: "it comes from 'base' (a trial fine-tunes the base model); vary it with a search.grid axis"
-       for k in BASE_KEYS},
-}  # fmt: skip
+# why the recipes' types leave out a `TrainConfig` field (`BASE_OWNED`, `TRIAL_OWNED`): said when one is given
 _WHY_SET_BY_STUDY = {
     "data": "give it once under the top-level 'data' (vary it with data.* search axes)",
     "output_dir": "runs are stored under the study's 'storage'",
@@ -67,6 +56,13 @@ _WHY_SET_BY_STUDY = {
     "resume_from": "use `orchestrator run --resume` to continue a study",
     "base_checkpoint": "the orchestrator passes each trial the checkpoint of its base model",
 }
+_WHY_OWNED = {
+    "base": {**_WHY_SET_BY_STUDY, "dynamic": "it belongs to the dynamic fine-tune: put it under 'trial'",
+             "base_checkpoint": "it belongs to the dynamic fine-tune, and the orchestrator sets it"},
+    "trial": {**_WHY_SET_BY_STUDY, **{k: "it comes from 'base' (a trial fine-tunes the base model); vary it with a "
+                                         "search.grid axis" for k in BASE_KEYS}},
+}  # fmt: skip
+assert all(set(_WHY_OWNED[s]) == set(owned) for s, owned in (("base", BASE_OWNED), ("trial", TRIAL_OWNED)))
 _AXIS_FORBIDDEN = ("stage", "output_dir", "base_checkpoint", "resume_from")
 
 Loc = tuple[Any, ...]
@@ -132,6 +128,8 @@ def _message(err: dict[str, Any], root: Any, loc: Loc, exclude: tuple[str, ...] 
     """A pydantic error as a sentence that names the rule, the value and the allowed keys."""
     kind, msg = err["type"], err["msg"]
     if kind in ("extra_forbidden", "unexpected_keyword_argument"):
+        if root is Study and len(loc) == 2 and loc[1] in _WHY_OWNED.get(loc[0], {}):
+            return f"{loc[1]!r} does not belong in '{loc[0]}': {_WHY_OWNED[loc[0]][loc[1]]}"
         names = _field_names(_type_at(root, loc[:-1]))
         allowed = [n for n in names or () if n not in exclude]
         return f"unknown key {loc[-1]!r}" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
@@ -181,8 +179,8 @@ def _validated(model: type[BaseModel], raw: dict[str, Any], name: str) -> Any:
 
 def _section(raw: dict[str, Any], name: str) -> Any:
     """A top-level section validated on its own; ``search`` leniently, keeping the parts that are valid."""
-    if name == "data":
-        return _lenient_data(raw.get("data", _INVALID))
+    if name in ("data", "base", "trial"):
+        return _lenient(Study.model_fields[name].annotation, raw, name)[0]
     if name != "search":
         return _validated(Study, raw, name)
     search = raw.get("search", {})
@@ -198,18 +196,22 @@ def _section(raw: dict[str, Any], name: str) -> Any:
     )  # fmt: skip
 
 
-def _lenient_data(data: Any) -> Any:
-    """``data`` as a `DataConfig`, leaving out top-level keys with errors if the rest is still valid."""
-    if not isinstance(data, dict):
-        return _INVALID
+def _lenient(model: type[BaseModel], raw: dict[str, Any], name: str) -> tuple[Any, set[str]]:
+    """``raw[name]`` as a ``model``, leaving out the top-level keys with errors if the rest is still valid:
+    (the model or ``_INVALID``, the keys left out). An absent section is the model's default."""
+    value = raw.get(name, _INVALID)
+    if value is _INVALID and not Study.model_fields[name].is_required():
+        return Study.model_fields[name].get_default(call_default_factory=True), set()
+    if not isinstance(value, dict):
+        return _INVALID, set()
     try:
-        return DataConfig.model_validate(data)
+        return model.model_validate(value), set()
     except ValidationError as e:
         bad = {err["loc"][0] for err in e.errors() if err["loc"]}
     try:
-        return DataConfig.model_validate({k: v for k, v in data.items() if k not in bad})
+        return model.model_validate({k: v for k, v in value.items() if k not in bad}), bad
     except ValidationError:
-        return _INVALID
+        return _INVALID, bad
 
 
 def _distribution(value: Any) -> Any:
@@ -244,12 +246,6 @@ def _cross_checks(raw: dict[str, Any]) -> list[Problem]:
     problems: list[Problem] = []
     if "source" in raw:
         problems.append((("source",), "unknown key 'source' (a study's source is its file)"))
-    for section, forbidden in (("base", _BASE_FORBIDDEN), ("trial", _TRIAL_FORBIDDEN)):
-        recipe = _section(raw, section)
-        for key in recipe if recipe is not _INVALID else ():
-            if key in forbidden:
-                why = forbidden[key] or _WHY_SET_BY_STUDY[key]
-                problems.append(((section, key), f"{key!r} does not belong in '{section}': {why}"))
     search = _section(raw, "search")
     if search is not _INVALID:
         problems += _search_checks(search, _recipe_of(raw))
@@ -356,18 +352,12 @@ class _Builder:
             else:
                 cfg = self.study.trial_config(params, Path("/validate/trial"), None)
         except ValidationError as e:
-            return [(tuple(err["loc"]), _message(err, TrainConfig, tuple(err["loc"]), self._excluded(stage, err)))
-                    for err in e.errors()]  # fmt: skip
+            return [(tuple(err["loc"]), _message(err, TrainConfig, tuple(err["loc"]))) for err in e.errors()]
         except ValueError as e:
             return [((), str(e))]
         if cfg.model not in self.models:
             return [(("model",), f"unknown backbone {cfg.model!r}; known: {', '.join(sorted(self.models))}")]
         return []
-
-    def _excluded(self, stage: str, err: dict[str, Any]) -> tuple[str, ...]:
-        if len(err["loc"]) != 1:
-            return ()
-        return tuple(_BASE_FORBIDDEN) if stage == "base" else tuple(_TRIAL_FORBIDDEN)
 
     def _fallback(self, stage: str, loc: Loc, msg: str) -> Loc:
         """The recipe path of a config problem no axis caused."""
@@ -376,7 +366,7 @@ class _Builder:
         if loc[:1] == ("data",):
             return loc
         head = loc[0] if loc else None
-        inherited = head in BASE_KEYS or (head == "seed" and "seed" not in self.study.trial)
+        inherited = head in BASE_KEYS or (head == "seed" and "seed" not in self.study.trial.model_fields_set)
         if stage == "base" or inherited:
             return ("base", *loc)
         return ("trial", *loc)
@@ -448,11 +438,10 @@ class _Builder:
 
 def _build_checks(raw: dict[str, Any], source: Path) -> list[Problem]:
     """Build every base and trial config the study can ask for; problems with the YAML path that causes each."""
-    base, trial, search, data = (_section(raw, k) for k in ("base", "trial", "search", "data"))
+    (base, bad_base), (trial, bad_trial) = (_lenient(Study.model_fields[k].annotation, raw, k) for k in ("base", "trial"))
+    search, data = _section(raw, "search"), _section(raw, "data")
     if any(part is _INVALID for part in (base, trial, search, data)):
         return []  # the section's own errors are reported already
-    base = {k: v for k, v in base.items() if k not in _BASE_FORBIDDEN}
-    trial = {k: v for k, v in trial.items() if k not in _TRIAL_FORBIDDEN}
     data = DataConfig.model_validate(resolve_data(data.model_dump(), folder_of(source)))
     axes: dict[str, list[tuple[Any, Loc]]] = {}
     for key, values in search.grid.items():
@@ -467,7 +456,8 @@ def _build_checks(raw: dict[str, Any], source: Path) -> list[Problem]:
             axes[key] = [(v, ("search", "sample", key, dist.kind, i)) for i, v in enumerate(dist.extremes())]
     study = Study.model_construct(source=source, data=data, base=base, trial=trial, search=search,
                                   recipe=_recipe_of(raw))
-    return _Builder(study, axes).problems()
+    reported = {("base", k) for k in bad_base} | {("trial", k) for k in bad_trial}  # by the section's own check
+    return [(loc, msg) for loc, msg in _Builder(study, axes).problems() if tuple(loc[:2]) not in reported]
 
 
 def _format(file: str, root: Any, problems: list[Problem]) -> list[str]:

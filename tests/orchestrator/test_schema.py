@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from orchestrator.schema import DIMS, Distribution, Study
+from orchestrator.schema import BASE_OWNED, DIMS, TRIAL_OWNED, BaseRecipe, Distribution, Study, TrialRecipe
 from orchestrator.validation import StudyError, load_study, parse_overrides, validate_study
 from vared_core.engine import TrainConfig
 
@@ -47,7 +48,7 @@ def test_smoke_study_is_small(monkeypatch) -> None:
     study = load_study(REPO / "studies" / "smoke.yaml")
     trials = len(study.grid_cells()) * study.search.num_samples
     assert 3 <= trials <= 6 and study.base_keys() == set()
-    assert study.base["model"] == "r2plus1d_18_tiny" and study.resources.cpu == 1 and study.max_concurrent == 2
+    assert study.base.model == "r2plus1d_18_tiny" and study.resources.cpu == 1 and study.max_concurrent == 2
     assert study.search.sample["lambda_e"].kind == "loguniform"
     assert study.tracking_uri() == f"sqlite:///{REPO}/runs/smoke/mlflow.db" and study.experiment_name() == "smoke"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")  # a deployment moves it by environment
@@ -65,7 +66,7 @@ def test_study_axes_match_the_seed_tables() -> None:
     space = load_study(REPO / "studies" / "search_space.yaml")
     assert sorted({c["dynamic.search_space"] for c in space.grid_cells()}) == [2, 3]
     lam = load_study(REPO / "studies" / "lambda.yaml")
-    assert lam.search.sampler == "nsga2" and lam.grid_cells() == [{}] and lam.trial["lambda_e"] == 0.8
+    assert lam.search.sampler == "nsga2" and lam.grid_cells() == [{}] and lam.trial.lambda_e == 0.8
 
 
 # -- what a study builds ----------------------------------------------------------------------------
@@ -93,7 +94,7 @@ def test_trial_config_expands_dims_and_dotted_keys(tmp_path: Path, make_study, w
         assert cfg.model == "r2plus1d_18_tiny" and cfg.seed == 7  # from base
         assert cfg.output_dir == Path("/o/t") and cfg.base_checkpoint == Path("/o/b/ckpt")
     assert study.trial_config({}, Path("/o/t"), None).dynamic.search_space == 2  # defaults alone
-    assert study.trial == make_study()["trial"]  # nothing written back into the study
+    assert study.trial == TrialRecipe.model_validate(make_study()["trial"])  # nothing written back into the study
 
 
 def test_base_config_is_the_base_recipe(tmp_path: Path, make_study, write_file) -> None:
@@ -173,9 +174,9 @@ def test_set_overrides_any_field_and_axis_names_keep_their_dots(tmp_path: Path, 
                             "tracking.uri=http://mlflow:5000"])  # fmt: skip
     assert sets["trial.epochs"] == 5 and sets["search.grid.optim.lr"] == [0.1, 0.2]
     study = load_study(path, sets)
-    assert study.storage == Path("/shared/runs/t") and study.trial["epochs"] == 5
+    assert study.storage == Path("/shared/runs/t") and study.trial.epochs == 5
     assert study.search.grid["optim.lr"] == [0.1, 0.2] and study.tracking.uri == "http://mlflow:5000"
-    assert load_study(path).trial["epochs"] == 2  # the file is untouched
+    assert load_study(path).trial.epochs == 2  # the file is untouched
 
 
 def test_bad_overrides_are_named_as_such(tmp_path: Path, make_study, write_file) -> None:
@@ -209,3 +210,24 @@ def test_loading_a_study_imports_no_ray_optuna_or_mlflow() -> None:
     code = "import sys, orchestrator.schema, orchestrator.validation; print(sorted({'ray', 'optuna', 'mlflow'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_recipes_are_train_config_fields_less_the_ones_the_study_owns() -> None:
+    for recipe, owned in ((BaseRecipe, BASE_OWNED), (TrialRecipe, TRIAL_OWNED)):
+        assert set(recipe.model_fields) | set(owned) == set(TrainConfig.model_fields)
+        assert not set(recipe.model_fields) & set(owned)
+        for key in (*owned, "bogus"):  # refused by the type itself, before any study is built
+            with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+                recipe.model_validate({key: 1})
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        TrialRecipe.model_validate({"epochs": 0})  # TrainConfig's bounds come along
+    given = TrialRecipe.model_validate({"epochs": 2, "optim": {"lr": 0.1}}).given()
+    assert given == {"epochs": 2, "optim": {"lr": 0.1}}  # nothing filled in that the file did not say
+
+
+def test_a_bad_recipe_value_is_reported_once(tmp_path: Path, make_study, write_file) -> None:
+    study = make_study()
+    study["trial"]["epochs"] = "two"
+    problems = validate_study(write_file(tmp_path, study))
+    assert [p for p in problems if "trial.epochs" in p] == [p for p in problems if "valid integer" in p], problems
+    assert len([p for p in problems if "trial.epochs" in p]) == 1, problems
