@@ -329,7 +329,7 @@ TrialRecipe = _recipe_type("TrialRecipe", "The ``trial`` section: every trial's 
 #: ``base`` says otherwise) and each trial fine-tunes it with L_e (seed §4.3, Table 4.10); ``static_base`` — a
 #: static base model, dynamized and fine-tuned by each trial
 Recipe = Literal["seed", "static_base"]
-_SEED_BASE_FROM_TRIAL = ("dynamic", "dynamic_include")  # with the seed's recipe, the base is dynamic as the trials
+_SEED_BASE_FROM_TRIAL = ("dynamic",)  # with the seed's recipe, the base is dynamic as the trials
 
 
 def _apply_axis(recipe: dict[str, Any], data: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
@@ -360,7 +360,7 @@ class Study(_Strict):
         storage: the study folder (absolute): Ray results, base-model cache, state.
         data: the clips, shared by the base models and trials (paths absolute).
         recipe: ``"seed"`` (the default): the base model is the trials' dynamic model trained from scratch
-            (stage ``"dynamic"``, the trials' ``dynamic`` and ``dynamic_include``, λ_e 0 unless ``base`` sets
+            (stage ``"dynamic"``, the trials' ``dynamic`` (its ``layers`` too), λ_e 0 unless ``base`` sets
             it), and every trial fine-tunes that checkpoint with its own λ_e, epochs and lr (seed §4.3,
             Table 4.10: before and after the L_e fine-tune). ``"static_base"``: a static base model that
             each trial dynamizes and fine-tunes.

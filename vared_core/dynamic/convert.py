@@ -78,10 +78,11 @@ def dynamize(model: nn.Module, spec: DynamicSpec, *, clip_shape: Sequence[int], 
     Args:
         model: any network taking clips (B, C, T, H, W); Conv2d layers are taken to see time folded into
             the batch (TSN style), Conv3d layers to see (B, C, T, H, W).
-        spec: what is dynamic; ``spec.layers`` (fnmatch patterns), when set, overrides ``include``.
+        spec: what is dynamic; ``spec.layers`` (fnmatch patterns) chooses the convs, ``None`` takes ``include``.
         clip_shape: (C, T, H, W) of one clip.
-        include: ``None`` (every Conv2d/Conv3d), fnmatch patterns over module names, or a callable
-            ``(name, module) -> bool``. Names without wildcards must be convs.
+        include: the network's own default choice, used when ``spec.layers`` is ``None``: ``None`` (every
+            Conv2d/Conv3d), fnmatch patterns over module names, or a callable ``(name, module) -> bool``.
+            `build_model` passes a backbone's ``ModelCfg.dynamic_include``. Names without wildcards must be convs.
     Returns:
         ``model``, now dynamic (for ``search_space == 1`` or both dimensions off it computes exactly as before).
     Raises:

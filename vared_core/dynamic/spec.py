@@ -48,8 +48,9 @@ class DynamicSpec:
             dimension's cheapest alternative instead. The efficiency loss rewards a skip with a cost of 0,
             and max(tanh, 0) passes no gradient back out of it, so a skip learned while the network still
             needs the layer stays.
-        layers: fnmatch patterns over module names selecting the convs to make dynamic; ``None`` leaves
-            the choice to `dynamize`'s ``include`` argument or the backbone's default.
+        layers: fnmatch patterns over module names selecting the convs to make dynamic: the one way a run
+            chooses them. ``None``: the network's default, which a registered backbone declares in
+            `ModelCfg.dynamic_include` and `dynamize` receives as ``include``.
 
     Why each opt-in field exists: ``docs/design.md``; the runs that found them: ``docs/lab-notes.md``.
 

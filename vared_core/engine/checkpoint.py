@@ -21,6 +21,8 @@ from typing import Any
 import torch
 import yaml
 
+from .config import upgrade_stored_config
+
 __all__ = [
     "CheckpointError", "FORMAT", "checkpoint_dirs", "latest_checkpoint", "load_checkpoint", "save_checkpoint",
     "set_aside_later",
@@ -127,4 +129,5 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     for key in ("model", "config", "epoch"):
         if key not in state:
             raise CheckpointError(f"{file}: checkpoint has no {key!r} entry")
+    state["config"] = upgrade_stored_config(state["config"])
     return state

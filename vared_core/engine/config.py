@@ -28,7 +28,7 @@ from vared_core.dynamic import DynamicSpec
 from .dotted import set_dotted
 
 __all__ = ["ConfigError", "DataConfig", "OptimConfig", "ResolvedOptim", "SyntheticData", "TrainConfig", "load_config",
-           "resolve_optim"]
+           "resolve_optim", "upgrade_stored_config"]
 
 
 class _Strict(BaseModel):
@@ -129,8 +129,8 @@ class TrainConfig(_Strict):
         stage: ``"base"`` trains the static backbone; ``"dynamic"`` dynamizes it with ``dynamic`` and trains
             with cross-entropy + ``lambda_e`` · efficiency loss (method doc §5–6), from scratch or from
             ``base_checkpoint``.
-        dynamic: the dynamic spec (stage ``"dynamic"`` only; default `DynamicSpec()`).
-        dynamic_include: fnmatch patterns of the convs to make dynamic; ``None`` = backbone default.
+        dynamic: the dynamic spec (stage ``"dynamic"`` only; default `DynamicSpec()`); ``dynamic.layers`` chooses
+            the convs to make dynamic, ``None`` the backbone's default (`ModelCfg.dynamic_include`).
         lambda_e: weight λ_e of the efficiency loss.
         policy_warmup_epochs: stage ``"dynamic"``: epochs at its start in which every dynamic layer runs a
             randomly drawn alternative per clip (`vared_core.dynamic.random_policy`), training the cheap ops
@@ -159,7 +159,6 @@ class TrainConfig(_Strict):
     width: float = Field(1.0, gt=0)
     stage: Literal["base", "dynamic"] = "base"
     dynamic: DynamicSpec | None = None
-    dynamic_include: list[str] | None = None
     lambda_e: float = Field(0.8, ge=0)
     policy_warmup_epochs: float = Field(0.0, ge=0)
     base_checkpoint: Path | None = None
@@ -176,6 +175,14 @@ class TrainConfig(_Strict):
     eval_every: int = Field(1, ge=1)
     keep_checkpoints: int = Field(2, ge=1)
     max_steps_per_epoch: int | None = Field(None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "dynamic_include" in data:
+            raise ValueError("'dynamic_include' is now 'dynamic.layers' (fnmatch patterns of the convs to make "
+                             "dynamic)")  # fmt: skip
+        return data
 
     @model_validator(mode="after")
     def _stage_fields(self) -> TrainConfig:
@@ -245,6 +252,23 @@ def resolve_optim(config: TrainConfig, model_cfg: Any, *, workers: int = 1) -> R
     wd = optim.weight_decay if optim.weight_decay is not None else model_cfg.weight_decay
     return ResolvedOptim(lr=lr, weight_decay=wd, warmup_epochs=warmup, total_batch=total, lr_scale=scale,
                          from_scratch=from_scratch)
+
+
+def upgrade_stored_config(stored: dict[str, Any]) -> dict[str, Any]:
+    """A config as an older checkpoint stored it, in today's fields: ``dynamic_include`` (until 2026-12)
+    became ``dynamic.layers``. Checkpoints keep loading; a config written today with the old field is refused.
+
+    Example:
+        >>> upgrade_stored_config({"stage": "dynamic", "dynamic": {"search_space": 2}, "dynamic_include": ["a"]})
+        {'stage': 'dynamic', 'dynamic': {'search_space': 2, 'layers': ['a']}}
+    """
+    stored = copy.deepcopy(stored)
+    include = stored.pop("dynamic_include", None)
+    if include is not None and stored.get("stage") == "dynamic":
+        dynamic = stored.get("dynamic") or {}
+        if dynamic.get("layers") is None:
+            stored["dynamic"] = {**dynamic, "layers": include}
+    return stored
 
 
 class ConfigError(ValueError):

@@ -95,11 +95,10 @@ def build_run_model(config: TrainConfig, num_classes: int, *, load_base: bool = 
     if start is not None and start["config"].get("stage") == "base":
         _load_start(model, config, num_classes, start)
     if config.stage == "dynamic":
-        include = config.dynamic_include if config.dynamic_include is not None else mcfg.dynamic_include
         spec = config.spec
         assert spec is not None
         if not spec.is_static:  # a static spec (S = 1, or both dims off) is the fine-tuned base itself
-            dynamize(model, spec, clip_shape=geo.clip_shape, include=include)
+            dynamize(model, spec, clip_shape=geo.clip_shape, include=mcfg.dynamic_include)
     if start is not None and start["config"].get("stage") == "dynamic":
         _load_start(model, config, num_classes, start)
     track_costs(model)
@@ -130,8 +129,6 @@ def _start_state(config: TrainConfig) -> dict[str, Any]:
         mine, theirs = config.spec.to_dict(), TrainConfig.model_validate(start).spec.to_dict()  # type: ignore[union-attr]
         diffs = [f"dynamic.{k}: {theirs[k]!r} there, {mine[k]!r} here" for k in mine
                  if k not in _SPEC_INIT_ONLY and mine[k] != theirs.get(k)]
-        if start.get("dynamic_include") != config.dynamic_include:
-            diffs.append(f"dynamic_include: {start.get('dynamic_include')!r} there, {config.dynamic_include!r} here")
         if diffs:
             raise CheckpointError(f"base_checkpoint {path}: its dynamic layers differ from this run's: " + "; ".join(diffs))
     return state

@@ -11,7 +11,7 @@ layer3 and layer4, space by the stem and the same layers. Cost (conv + linear mu
 length, and 40.52 at 16×112², torchvision's own published figure for this network.
 
 VA-RED² (seed, A.2): only the 2D spatial convs (1×3×3) of the residual blocks are made dynamic by default,
-since they carry most of the cost; ``dynamic_include`` picks others.
+since they carry most of the cost; a spec's ``layers`` picks others.
 """
 from __future__ import annotations
 

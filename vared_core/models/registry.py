@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -65,7 +65,7 @@ class ModelCfg:
         mean / std: per-channel RGB normalisation of inputs in [0, 1].
         classifier: module name of the final ``nn.Linear`` (``model.get_submodule(classifier)``).
         dynamic_include: fnmatch patterns over module names selecting the convs `build_model` makes
-            dynamic by default (``None`` = every Conv2d/Conv3d); overridable per build.
+            dynamic by default (``None`` = every Conv2d/Conv3d); a `DynamicSpec`'s ``layers`` choose others.
         paper: reference of the architecture.
         lr: SGD learning rate of a run from scratch (a base model, or a dynamic model trained from epoch 0) at
             a total batch of ``total_batch`` clips; the seed's appendix A.2: 0.18 R(2+1)D, 1.8 I3D and X3D.
@@ -193,7 +193,6 @@ def build_model(
     dynamic: DynamicSpec | None = None,
     width: float = 1.0,
     crop_size: int | None = None,
-    dynamic_include: Sequence[str] | Callable[[str, nn.Module], bool] | None = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Build backbone ``name``: the static network, or already dynamized when ``dynamic`` is given.
@@ -203,13 +202,11 @@ def build_model(
         num_classes: size of the classifier output.
         num_frames: clip length T; ``None`` takes the variant's ``cfg.num_frames``. A static model accepts
             any T; a dynamic one keeps this T (each gate pools a C_in·T vector).
-        dynamic: the dynamic engine's spec; ``None`` builds the static network.
+        dynamic: the dynamic engine's spec; ``None`` builds the static network. Its ``layers`` choose the convs
+            to make dynamic; ``None`` takes the variant's ``cfg.dynamic_include``.
         width: channel multiplier on top of the variant's own widths (tiny variants are already narrow).
         crop_size: H = W of the probe clip `dynamize` runs; ``None`` takes ``cfg.crop_size``. Gates pool
             over space, so the dynamized model still accepts any H, W.
-        dynamic_include: which convs to make dynamic (fnmatch patterns over module names, or a callable
-            ``(name, module) -> bool``); ``None`` takes the variant's ``cfg.dynamic_include``.
-            ``dynamic.layers``, when set, wins over both (the engine's rule).
         **kwargs: architecture options passed to the builder by name (``dropout``, ...); options left at
             ``None`` are dropped, so they never override the variant's defaults.
 
@@ -241,7 +238,6 @@ def build_model(
     if dynamic is not None:
         from vared_core.dynamic import dynamize  # the engine is only needed for dynamic builds
 
-        include = dynamic_include if dynamic_include is not None else cfg.dynamic_include
-        dynamize(model, dynamic, clip_shape=cfg.clip_shape, include=include)
+        dynamize(model, dynamic, clip_shape=cfg.clip_shape, include=cfg.dynamic_include)
     model.cfg = cfg
     return model

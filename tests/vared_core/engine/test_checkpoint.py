@@ -37,3 +37,13 @@ def test_later_checkpoints_are_set_aside_not_deleted(tmp_path) -> None:
     assert (dest2 / "metrics.jsonl").read_text() == "{}\n"
     assert float(load_checkpoint(dest / "checkpoints" / "epoch_0003")["model"]["w"][0]) == 3.0
 
+
+
+def test_an_older_checkpoints_dynamic_include_loads_as_dynamic_layers(tmp_path) -> None:
+    from vared_core.engine import TrainConfig
+
+    old = {"model": "r2plus1d_18_tiny", "stage": "dynamic", "epochs": 1, "output_dir": str(tmp_path),
+           "data": {"synthetic": {"root": str(tmp_path)}}, "dynamic": {"search_space": 2}, "dynamic_include": ["layer1.*"]}
+    path = save_checkpoint(tmp_path, {"model": {}, "config": old}, epoch=1)
+    config = TrainConfig.model_validate(load_checkpoint(path)["config"])
+    assert config.dynamic.layers == ("layer1.*",) and config.dynamic.search_space == 2

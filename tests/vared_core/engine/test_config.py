@@ -87,3 +87,12 @@ def test_tiny_presets_keep_one_unscaled_lr_and_no_warm_up() -> None:
     cfg = TrainConfig.model_validate(MINIMAL)
     r = resolve_optim(cfg, get_model_cfg(cfg.model), workers=4)
     assert (r.lr, r.warmup_epochs, r.lr_scale) == (get_model_cfg(cfg.model).lr, 0.0, 1.0)
+
+
+def test_dynamic_include_is_refused_naming_its_new_place(tmp_path) -> None:
+    raw = {"model": "r2plus1d_18_tiny", "epochs": 1, "output_dir": str(tmp_path), "stage": "dynamic",
+           "data": {"synthetic": {"root": str(tmp_path)}}, "dynamic_include": ["layer1.*"]}
+    with pytest.raises(ConfigError, match=r"'dynamic_include' is now 'dynamic.layers'"):
+        load_config(raw)
+    moved = {k: v for k, v in raw.items() if k != "dynamic_include"} | {"dynamic": {"layers": ["layer1.*"]}}
+    assert load_config(moved).dynamic.layers == ("layer1.*",)

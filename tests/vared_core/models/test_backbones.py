@@ -97,12 +97,10 @@ def test_r2plus1d_default_dynamic_convs_are_the_spatial_ones() -> None:
     assert all(m.kernel_size == (1, 3, 3) for m in dyn)
 
 
-def test_dynamic_include_overrides_the_default() -> None:
+def test_spec_layers_override_the_backbone_default() -> None:
     from vared_core.dynamic import DynamicConv, DynamicSpec
 
-    net = build_model(
-        "x3d_m_tiny", num_classes=CLASSES, dynamic=DynamicSpec(search_space=2), dynamic_include=["res2.0.conv_b"]
-    )
+    net = build_model("x3d_m_tiny", num_classes=CLASSES, dynamic=DynamicSpec(search_space=2, layers=["res2.0.conv_b"]))
     assert [n for n, m in net.named_modules() if isinstance(m, DynamicConv)] == ["res2.0.conv_b"]
 
 
