@@ -19,19 +19,8 @@ from vared_core.analysis.compare import (
     variance_explained,
     wilson_interval,
 )
-from vared_core.analysis.redundancy import (
-    CC_THRESHOLD,
-    DIMS,
-    METRICS,
-    RMSE_THRESHOLD,
-    DimRedundancy,
-    LayerRedundancy,
-    RedundancyReport,
-    analyze_redundancy,
-    num_pairs,
-    pairwise_stats,
-    redundancy_proportion,
-)
+from vared_core.analysis.pair_stats import CC_THRESHOLD, DIMS, RMSE_THRESHOLD, num_pairs, pairwise_stats, redundancy_proportion
+from vared_core.analysis.redundancy import METRICS, DimRedundancy, LayerRedundancy, RedundancyReport, analyze_redundancy
 
 __all__ = [
     "CC_THRESHOLD",
