@@ -32,8 +32,7 @@ from vared_core.engine.dotted import set_dotted
 from vared_core.engine.evaluate import METRICS
 from vared_core.models import list_models
 
-from .schema import (BASE_KEYS, BASE_OWNED, DIMS, TRIAL_OWNED, Distribution, Recipe, Scheduler, Search, Study,
-                     folder_of, is_base_key, resolve_data)
+from .schema import BASE_KEYS, DIMS, Distribution, Recipe, Scheduler, Search, Study, folder_of, is_base_key, resolve_data
 from .yaml_lines import compose, duplicate_keys, format_path, line_of
 
 __all__ = ["StudyError", "load_study", "parse_overrides", "validate_study"]
@@ -62,7 +61,6 @@ _WHY_OWNED = {
     "trial": {**_WHY_SET_BY_STUDY, **{k: "it comes from 'base' (a trial fine-tunes the base model); vary it with a "
                                          "search.grid axis" for k in BASE_KEYS}},
 }  # fmt: skip
-assert all(set(_WHY_OWNED[s]) == set(owned) for s, owned in (("base", BASE_OWNED), ("trial", TRIAL_OWNED)))
 _AXIS_FORBIDDEN = ("stage", "output_dir", "base_checkpoint", "resume_from")
 
 Loc = tuple[Any, ...]
@@ -178,9 +176,10 @@ def _validated(model: type[BaseModel], raw: dict[str, Any], name: str) -> Any:
 
 
 def _section(raw: dict[str, Any], name: str) -> Any:
-    """A top-level section validated on its own; ``search`` leniently, keeping the parts that are valid."""
-    if name in ("data", "base", "trial"):
-        return _lenient(Study.model_fields[name].annotation, raw, name)[0]
+    """A top-level section validated on its own; ``data`` and ``search`` leniently, keeping the parts that
+    are valid."""
+    if name == "data":
+        return _lenient(raw, name)[0]
     if name != "search":
         return _validated(Study, raw, name)
     search = raw.get("search", {})
@@ -196,12 +195,15 @@ def _section(raw: dict[str, Any], name: str) -> Any:
     )  # fmt: skip
 
 
-def _lenient(model: type[BaseModel], raw: dict[str, Any], name: str) -> tuple[Any, set[str]]:
-    """``raw[name]`` as a ``model``, leaving out the top-level keys with errors if the rest is still valid:
-    (the model or ``_INVALID``, the keys left out). An absent section is the model's default."""
+def _lenient(raw: dict[str, Any], name: str) -> tuple[Any, set[str]]:
+    """``raw[name]`` as the type of the study's field ``name`` (``data``, ``base``, ``trial``), leaving out the
+    top-level keys with errors if the rest is still valid: (the section or ``_INVALID``, the keys left out).
+    An absent section is the field's default."""
+    field = Study.model_fields[name]
+    model = field.annotation
     value = raw.get(name, _INVALID)
-    if value is _INVALID and not Study.model_fields[name].is_required():
-        return Study.model_fields[name].get_default(call_default_factory=True), set()
+    if value is _INVALID and not field.is_required():
+        return field.get_default(call_default_factory=True), set()
     if not isinstance(value, dict):
         return _INVALID, set()
     try:
@@ -438,7 +440,7 @@ class _Builder:
 
 def _build_checks(raw: dict[str, Any], source: Path) -> list[Problem]:
     """Build every base and trial config the study can ask for; problems with the YAML path that causes each."""
-    (base, bad_base), (trial, bad_trial) = (_lenient(Study.model_fields[k].annotation, raw, k) for k in ("base", "trial"))
+    (base, bad_base), (trial, bad_trial) = _lenient(raw, "base"), _lenient(raw, "trial")
     search, data = _section(raw, "search"), _section(raw, "data")
     if any(part is _INVALID for part in (base, trial, search, data)):
         return []  # the section's own errors are reported already

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from orchestrator.schema import BASE_OWNED, TRIAL_OWNED
 from orchestrator.validation import StudyError, load_study, validate_study
 
 
@@ -177,3 +178,12 @@ def test_duplicate_keys_are_reported(tmp_path: Path, make_study, write_file) -> 
     text = yaml.safe_dump(make_study(), sort_keys=False) + "name: again\n"
     [problem] = validate_study(write_file(tmp_path, text))
     assert ": name: key 'name' is given twice" in problem
+
+
+@pytest.mark.parametrize("section, key", [("base", k) for k in BASE_OWNED] + [("trial", k) for k in TRIAL_OWNED])
+def test_every_key_a_recipe_may_not_give_is_refused_with_its_reason(section: str, key: str, tmp_path: Path,
+                                                                    make_study, write_file) -> None:
+    study = make_study()
+    study[section][key] = "x"
+    problems = validate_study(write_file(tmp_path, study))
+    assert any(f"{section}.{key}: {key!r} does not belong in '{section}': " in p for p in problems), problems

@@ -30,12 +30,6 @@ layer's output (where the seed is silent, the choice is marked **Decision**):
   its numbers: with mean RMSEs near 0.1, "RMSE below 0.001" could hardly give RPs of 0.4-0.7. In effect it
   only drops pairs that are *exactly* alike (duplicated frames, dead channels), so two identical maps are
   not counted as redundant. ``rmse_threshold=None`` drops the RMSE condition (RP = share with high CC).
-
-Example:
-    >>> x = torch.randn(2, 4, 1, 5, 5).expand(2, 4, 3, 5, 5)    # every frame the same
-    >>> cc, rmse = pairwise_stats(x, "time")
-    >>> float(cc.min()), float(rmse.max())
-    (1.0, 0.0)
 """
 from __future__ import annotations
 

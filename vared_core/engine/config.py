@@ -262,8 +262,10 @@ def upgrade_stored_config(stored: dict[str, Any]) -> dict[str, Any]:
         >>> upgrade_stored_config({"stage": "dynamic", "dynamic": {"search_space": 2}, "dynamic_include": ["a"]})
         {'stage': 'dynamic', 'dynamic': {'search_space': 2, 'layers': ['a']}}
     """
+    if "dynamic_include" not in stored:
+        return stored
     stored = copy.deepcopy(stored)
-    include = stored.pop("dynamic_include", None)
+    include = stored.pop("dynamic_include")
     if include is not None and stored.get("stage") == "dynamic":
         dynamic = stored.get("dynamic") or {}
         if dynamic.get("layers") is None:
