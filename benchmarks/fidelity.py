@@ -41,6 +41,7 @@ from typing import Any
 from vared_core.analysis.compare import mean_difference, paired_comparison, variance_explained, wilson_interval
 from vared_core.dynamic import DynamicSpec
 from vared_core.engine import CheckpointError, DataConfig, OptimConfig, SyntheticData, TrainConfig, ensure_synthetic, fit
+from vared_core.engine.dotted import set_dotted
 
 #: every choice of the benchmark; ``--quick`` overrides a few (`QUICK`)
 SETTINGS: dict[str, Any] = {
@@ -51,10 +52,12 @@ SETTINGS: dict[str, Any] = {
     "base_epochs": 30, "base_lr": 0.01, "base_warmup_epochs": 1.0,  # base, from scratch
     "dyn_epochs": 60, "dyn_lr": 0.003, "dyn_warmup_epochs": 0.0, "gate_lr_mult": 30.0, "gate_grad_clip": 1.0,
     "dyn_policy_warmup_epochs": 15.0,
-    "gate_bias_full": 1.0, "gate_bias_reduced": 0.5, "cheap_zero_init": True, "normalize_weights": True,  # spec
-    "normalize_floor": 1e-6, "detach_gate_input": True, "skip_layers": False,
+    "gate.bias_full": 1.0, "gate.bias_reduced": 0.5, "cheap_ops.zero_init": True,  # DynamicSpec, dotted
+    "stability.normalize_weights": True, "stability.normalize_floor": 1e-6, "stability.detach_gate_input": True,
+    "stability.skip_layers": False,
     "lambda_e": 0.8,  # of every variant with an efficiency loss (the λ_e 0 ones keep 0)
 }  # fmt: skip
+_SPEC_GROUPS = ("gate", "cheap_ops", "stability")
 QUICK: dict[str, Any] = {"videos_per_class": 8, "val_fraction": 0.25, "base_epochs": 1, "dyn_epochs": 2,
                          "dyn_policy_warmup_epochs": 1.0}
 
@@ -93,8 +96,11 @@ def variant_config(
 ) -> TrainConfig:
     name, search_space, temporal, channel, lambda_e = variant
     lambda_e = s["lambda_e"] if lambda_e is None else lambda_e
-    spec_settings = {k: v for k, v in s.items() if k in DynamicSpec.__dataclass_fields__}  # the "# spec" ones
-    spec = DynamicSpec(search_space=search_space, temporal=temporal, channel=channel, **spec_settings)
+    groups: dict[str, Any] = {}
+    for key, value in s.items():
+        if key.split(".")[0] in _SPEC_GROUPS:  # the DynamicSpec ones
+            set_dotted(groups, key, value)
+    spec = DynamicSpec(search_space=search_space, temporal=temporal, channel=channel, **groups)
     folder = name.replace(" ", "_").replace(",", "").replace("λ_e", "lambda") + (f"_{tag}" if tag else "")
     return TrainConfig(
         model=s["model"], stage="dynamic", dynamic=spec, base_checkpoint=base_checkpoint, lambda_e=lambda_e,

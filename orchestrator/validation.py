@@ -27,6 +27,8 @@ from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from vared_core.dynamic import DynamicSpec
+from vared_core.dynamic.spec import MOVED_FIELDS
 from vared_core.engine.config import DataConfig, TrainConfig
 from vared_core.engine.dotted import set_dotted
 from vared_core.engine.evaluate import METRICS
@@ -128,7 +130,10 @@ def _message(err: dict[str, Any], root: Any, loc: Loc, exclude: tuple[str, ...] 
     if kind in ("extra_forbidden", "unexpected_keyword_argument"):
         if root is Study and len(loc) == 2 and loc[1] in _WHY_OWNED.get(loc[0], {}):
             return f"{loc[1]!r} does not belong in '{loc[0]}': {_WHY_OWNED[loc[0]][loc[1]]}"
-        names = _field_names(_type_at(root, loc[:-1]))
+        parent = _type_at(root, loc[:-1])
+        if _unwrap(parent) is DynamicSpec and loc[-1] in MOVED_FIELDS:
+            return f"{loc[-1]!r} is now {MOVED_FIELDS[loc[-1]]!r} (the dynamic spec's fields are grouped)"
+        names = _field_names(parent)
         allowed = [n for n in names or () if n not in exclude]
         return f"unknown key {loc[-1]!r}" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
     if kind == "too_short" and err.get("input") == []:
@@ -237,6 +242,8 @@ def _axis_problem(key: str) -> str | None:
         if names is None:
             return f"{key!r} is not a TrainConfig field path: {where!r} is a value, not a group of fields"
         if part not in names:
+            if _unwrap(tp) is DynamicSpec and part in MOVED_FIELDS:
+                return f"{key!r} is now '{where}.{MOVED_FIELDS[part]}' (the dynamic spec's fields are grouped)"
             fields = ", ".join(names)
             return f"{key!r} is not a TrainConfig field path: {where} has no field {part!r} (fields: {fields})"
         tp = _step(tp, part)

@@ -15,10 +15,13 @@ too; they load on first use, so importing vared_core does not start the video de
 from typing import Any
 
 from .dynamic import (
+    CheapOpsSpec,
     DynamicConv,
     DynamicSpec,
+    GateSpec,
     LayerRecord,
     SoftModulationGate,
+    StabilitySpec,
     clip_gflops,
     dynamic_layers,
     dynamic_mode,
@@ -45,13 +48,16 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'vared_core' has no attribute {name!r}")
 
 __all__ = [
+    "CheapOpsSpec",
     "DataConfig",
     "DynamicConv",
     "DynamicSpec",
+    "GateSpec",
     "LayerRecord",
     "ModelCfg",
     "OptimConfig",
     "SoftModulationGate",
+    "StabilitySpec",
     "SyntheticData",
     "TrainConfig",
     "__version__",

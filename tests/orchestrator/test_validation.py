@@ -84,6 +84,13 @@ BAD: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "dynamic in base": (_put("base/dynamic", {"search_space": 2}), "base.dynamic: 'dynamic' does not belong in 'base'"),
     "data in base": (_put("base/data", {}), "base.data: 'data' does not belong in 'base'"),
     "bad DynamicSpec in trial": (_put("trial/dynamic", {"search_space": 0}), "trial.dynamic: DynamicSpec.search_space must"),
+    "flat DynamicSpec key of before": (_put("trial/dynamic", {"gate_hidden": 8}),
+                                       "trial.dynamic.gate_hidden: 'gate_hidden' is now 'gate.hidden'"),
+    "flat DynamicSpec axis of before": (_grid(**{"dynamic.skip_layers": [False]}),
+                                        "search.grid.dynamic.skip_layers: 'dynamic.skip_layers' is now 'dynamic.stability.skip"),
+    "bad grouped DynamicSpec value": (_grid(**{"dynamic.gate.hidden": [8, 0]}),
+                                      "search.grid.dynamic.gate.hidden[1]: DynamicSpec.gate.hidden must be an integer"),
+    "bool for a DynamicSpec integer": (_put("trial/dynamic", {"search_space": True}), "trial.dynamic.search_space: Input"),
     "bad device in trial": (_put("trial/device", "gpu"), "trial.device: device must be 'auto'"),
     "unknown backbone in base": (_put("base/model", "resnet9000"), "base.model: unknown backbone 'resnet9000'"),
 }  # fmt: skip

@@ -7,14 +7,17 @@ from .cost import clip_gflops, static_gflops, track_costs
 from .gate import SoftModulationGate
 from .loss import efficiency_loss
 from .policy import dynamic_layers, dynamic_mode, force_policy, random_policy
-from .spec import DynamicSpec
+from .spec import CheapOpsSpec, DynamicSpec, GateSpec, StabilitySpec
 
 __all__ = [
     "ChannelCheapOp",
+    "CheapOpsSpec",
     "DynamicConv",
     "DynamicSpec",
+    "GateSpec",
     "LayerRecord",
     "SoftModulationGate",
+    "StabilitySpec",
     "TemporalCheapOp",
     "clip_gflops",
     "dynamic_layers",

@@ -166,14 +166,14 @@ class DynamicConv(HardPath, LayerCosts, nn.Module):
         gate = None
         if not spec.is_static:
             gate = SoftModulationGate(
-                conv.in_channels, in_frames, hidden=spec.gate_hidden,
+                conv.in_channels, in_frames, hidden=spec.gate.hidden,
                 num_temporal=num_t if num_t > 1 else 0, num_channel=num_c if num_c > 1 else 0,
-                bias_full=spec.gate_bias_full, bias_reduced=spec.gate_bias_reduced,
-                detach_input=spec.detach_gate_input,
+                bias_full=spec.gate.bias_full, bias_reduced=spec.gate.bias_reduced,
+                detach_input=spec.stability.detach_gate_input,
             ).to(device=device)  # fmt: skip
         channel_ops = [
-            ChannelCheapOp(k, conv.out_channels - k, kernel_size=spec.cheap_kernel, weight_ndim=conv.weight.dim(),
-                           zero_init=spec.cheap_zero_init).to(device=device)
+            ChannelCheapOp(k, conv.out_channels - k, kernel_size=spec.cheap_ops.kernel, weight_ndim=conv.weight.dim(),
+                           zero_init=spec.cheap_ops.zero_init).to(device=device)
             for k in _channel_counts(conv, spec)[1:]
         ]  # fmt: skip
         temporal_ops = [TemporalCheapOp(2**j, conv.out_channels).to(device=device) for j in range(1, num_t)]
@@ -261,10 +261,10 @@ class DynamicConv(HardPath, LayerCosts, nn.Module):
             vt = self._one_hot(self.forced_temporal, b, self.num_temporal, x5)
         if self.forced_channel is not None:
             vc = self._one_hot(self.forced_channel, b, self.num_channel, x5)
-        if not self.spec.skip_layers:  # a dimension weighted all zero takes its cheapest alternative
+        if not self.spec.stability.skip_layers:  # a dimension weighted all zero takes its cheapest alternative
             vt, vc = self._no_skip(vt), self._no_skip(vc)
-        if self.spec.normalize_weights:  # a clip's weights sum to 1 per dimension (0 stays 0: layer skipped)
-            floor = self.spec.normalize_floor
+        if self.spec.stability.normalize_weights:  # a clip's weights sum to 1 per dimension (0 stays 0: layer skipped)
+            floor = self.spec.stability.normalize_floor
             vt = vt / vt.sum(1, keepdim=True).clamp(min=floor)
             vc = vc / vc.sum(1, keepdim=True).clamp(min=floor)
         return vt, vc, v

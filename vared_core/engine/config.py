@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from vared_core.dynamic import DynamicSpec
+from vared_core.dynamic.spec import MOVED_FIELDS, regroup_flat_fields
 
 from .dotted import set_dotted
 
@@ -179,9 +180,15 @@ class TrainConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _moved_fields(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "dynamic_include" in data:
+        if not isinstance(data, dict):
+            return data
+        if "dynamic_include" in data:
             raise ValueError("'dynamic_include' is now 'dynamic.layers' (fnmatch patterns of the convs to make "
                              "dynamic)")  # fmt: skip
+        dynamic = data.get("dynamic")
+        moved = [k for k in dynamic if k in MOVED_FIELDS] if isinstance(dynamic, dict) else []
+        if moved:
+            raise ValueError("; ".join(f"'dynamic.{k}' is now 'dynamic.{MOVED_FIELDS[k]}'" for k in moved))
         return data
 
     @model_validator(mode="after")
@@ -255,17 +262,25 @@ def resolve_optim(config: TrainConfig, model_cfg: Any, *, workers: int = 1) -> R
 
 
 def upgrade_stored_config(stored: dict[str, Any]) -> dict[str, Any]:
-    """A config as an older checkpoint stored it, in today's fields: ``dynamic_include`` (until 2026-12)
-    became ``dynamic.layers``. Checkpoints keep loading; a config written today with the old field is refused.
+    """A config as an older checkpoint stored it, in today's fields. Until 2026-12 ``dynamic_include`` chose
+    the dynamic convs (now ``dynamic.layers``) and the dynamic spec was flat (``dynamic.gate_hidden``, now
+    ``dynamic.gate.hidden``: `MOVED_FIELDS`). Checkpoints keep loading; a config written today with an old
+    field is refused, naming where it went.
 
     Example:
         >>> upgrade_stored_config({"stage": "dynamic", "dynamic": {"search_space": 2}, "dynamic_include": ["a"]})
         {'stage': 'dynamic', 'dynamic': {'search_space': 2, 'layers': ['a']}}
+        >>> upgrade_stored_config({"stage": "dynamic", "dynamic": {"cheap_kernel": 5}})["dynamic"]
+        {'cheap_ops': {'kernel': 5}}
     """
-    if "dynamic_include" not in stored:
+    dynamic = stored.get("dynamic")
+    flat = isinstance(dynamic, dict) and any(k in MOVED_FIELDS for k in dynamic)
+    if "dynamic_include" not in stored and not flat:
         return stored
     stored = copy.deepcopy(stored)
-    include = stored.pop("dynamic_include")
+    if flat:
+        stored["dynamic"] = regroup_flat_fields(stored["dynamic"])
+    include = stored.pop("dynamic_include", None)
     if include is not None and stored.get("stage") == "dynamic":
         dynamic = stored.get("dynamic") or {}
         if dynamic.get("layers") is None:

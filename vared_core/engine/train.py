@@ -43,6 +43,7 @@ from vared_core.models import build_model, get_model_cfg
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint, set_aside_later
 from .config import TrainConfig, resolve_optim
 from .data import build_datasets, clip_geometry
+from .dotted import flatten_dotted
 from .evaluate import EvalResult, evaluate
 
 __all__ = ["FitResult", "TrainingDiverged", "build_run_model", "fit", "load_model"]
@@ -107,7 +108,7 @@ def build_run_model(config: TrainConfig, num_classes: int, *, load_base: bool = 
 
 #: DynamicSpec fields that only set how a fresh dynamic layer starts, so a run that continues a dynamic
 #: checkpoint may state them differently
-_SPEC_INIT_ONLY = {"gate_bias_full", "gate_bias_reduced", "cheap_zero_init"}
+_SPEC_INIT_ONLY = {"gate.bias_full", "gate.bias_reduced", "cheap_ops.zero_init"}
 
 
 def _start_state(config: TrainConfig) -> dict[str, Any]:
@@ -126,7 +127,8 @@ def _start_state(config: TrainConfig) -> dict[str, Any]:
     if stage == "dynamic":
         if config.stage != "dynamic":
             raise CheckpointError(f"base_checkpoint {path}: a dynamic run's checkpoint cannot start a base run")
-        mine, theirs = config.spec.to_dict(), TrainConfig.model_validate(start).spec.to_dict()  # type: ignore[union-attr]
+        mine = flatten_dotted(config.spec.to_dict())  # type: ignore[union-attr]
+        theirs = flatten_dotted(TrainConfig.model_validate(start).spec.to_dict())  # type: ignore[union-attr]
         diffs = [f"dynamic.{k}: {theirs[k]!r} there, {mine[k]!r} here" for k in mine
                  if k not in _SPEC_INIT_ONLY and mine[k] != theirs.get(k)]
         if diffs:

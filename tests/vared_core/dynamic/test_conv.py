@@ -8,7 +8,16 @@ import pytest
 import torch
 from torch import nn
 
-from vared_core.dynamic import DynamicConv, DynamicSpec, dynamic_layers, dynamic_mode, dynamize, force_policy
+from vared_core.dynamic import (
+    CheapOpsSpec,
+    DynamicConv,
+    DynamicSpec,
+    StabilitySpec,
+    dynamic_layers,
+    dynamic_mode,
+    dynamize,
+    force_policy,
+)
 
 
 SPECS = [
@@ -18,7 +27,8 @@ SPECS = [
     DynamicSpec(search_space=2, channel=False),
     DynamicSpec(search_space=1),
 ]
-NORMALIZED = [DynamicSpec(search_space=2, normalize_weights=True), DynamicSpec(search_space=3, normalize_weights=True)]
+NORM = StabilitySpec(normalize_weights=True)
+NORMALIZED = [DynamicSpec(search_space=2, stability=NORM), DynamicSpec(search_space=3, stability=NORM)]
 
 
 def _wrap(conv: nn.Module, spec: DynamicSpec, frames: int) -> DynamicConv:
@@ -63,7 +73,7 @@ def test_pinned_full_net_equals_original(kind: str, mode: str, make_net, randomi
 
 @pytest.mark.parametrize("kind", ["net3d", "net2d_folded"])
 @pytest.mark.parametrize("spec", SPECS[:4] + NORMALIZED,
-                         ids=lambda s: f"S{s.search_space}-t{int(s.temporal)}-c{int(s.channel)}-n{int(s.normalize_weights)}")
+                         ids=lambda s: f"S{s.search_space}-t{int(s.temporal)}-c{int(s.channel)}-n{int(s.stability.normalize_weights)}")
 def test_hard_equals_soft_for_random_gates(kind: str, spec: DynamicSpec, make_net, randomize_bn, randomize_gates) -> None:
     net = dynamize(make_net(kind), spec, clip_shape=(3, 8, 16, 16))
     randomize_bn(net)
@@ -139,7 +149,7 @@ def test_cheap_zero_init_rebuilds_zeros_until_trained() -> None:
     conv = nn.Conv3d(8, 12, (1, 3, 3), padding=(0, 1, 1))
     x = torch.randn(2, 8, 4, 9, 9)
     for zero, expect_zero in ((True, True), (False, False)):
-        dyn = _wrap(copy.deepcopy(conv), DynamicSpec(search_space=2, temporal=False, cheap_zero_init=zero), frames=4)
+        dyn = _wrap(copy.deepcopy(conv), DynamicSpec(search_space=2, temporal=False, cheap_ops=CheapOpsSpec(zero_init=zero)), frames=4)
         with torch.no_grad(), force_policy(dyn, channel=1):
             y = dyn(x)
         full = conv(x)
@@ -169,8 +179,8 @@ def test_without_skips_a_zero_dimension_takes_its_cheapest_alternative(normalize
     alternative (and what the other dimension chose), exactly as if pinned to it; live clips are unchanged."""
     torch.manual_seed(0)
     conv = nn.Conv3d(4, 8, (1, 3, 3), padding=(0, 1, 1))
-    spec = DynamicSpec(search_space=3, normalize_weights=normalize)
-    skip, floor = _wrap(copy.deepcopy(conv), spec, 4), _wrap(copy.deepcopy(conv), replace(spec, skip_layers=False), 4)
+    spec = DynamicSpec(search_space=3, stability=StabilitySpec(normalize_weights=normalize))
+    skip, floor = _wrap(copy.deepcopy(conv), spec, 4), _wrap(copy.deepcopy(conv), replace(spec, stability=replace(spec.stability, skip_layers=False)), 4)
     floor.load_state_dict(skip.state_dict())
     for m in (skip, floor):
         m.gate.beta.data[3:] = -5.0  # every channel alternative weighted 0 for every clip; time still gated
@@ -205,7 +215,7 @@ def test_normalized_weights_sum_to_one_and_keep_choices_and_costs() -> None:
     in use (same choices, same costs), and a clip using one alternative gets exactly that alternative."""
     torch.manual_seed(0)
     conv = nn.Conv3d(8, 16, (1, 3, 3), padding=(0, 1, 1))
-    raw, norm = (_wrap(conv, DynamicSpec(search_space=3, normalize_weights=n), 4) for n in (False, True))
+    raw, norm = (_wrap(conv, DynamicSpec(search_space=3, stability=StabilitySpec(normalize_weights=n)), 4) for n in (False, True))
     with torch.no_grad():
         raw.gate.fc2.weight.normal_(0, 2.0)  # input-dependent gates: clips differ in what they use
     norm.load_state_dict(raw.state_dict())
@@ -233,7 +243,8 @@ def test_normalize_floor_divides_small_sums_by_the_floor() -> None:
     with torch.no_grad():
         raw.gate.fc2.weight.normal_(0, 2.0)
         raw.gate.beta.fill_(0.1)  # small weights: some clips' sums fall under the floor, others do not
-    floored = _wrap(conv, DynamicSpec(search_space=2, normalize_weights=True, normalize_floor=0.5), 4)
+    floored_spec = DynamicSpec(search_space=2, stability=StabilitySpec(normalize_weights=True, normalize_floor=0.5))
+    floored = _wrap(conv, floored_spec, 4)
     floored.load_state_dict(raw.state_dict())
     x = torch.randn(32, 8, 4, 8, 8)
     raw(x)
@@ -247,7 +258,7 @@ def test_normalize_floor_divides_small_sums_by_the_floor() -> None:
         assert torch.equal(floored(x), raw(x))
     for bad in (0.0, 1.5):
         with pytest.raises(ValueError, match="normalize_floor must lie in"):
-            DynamicSpec(normalize_weights=True, normalize_floor=bad)
+            StabilitySpec(normalize_weights=True, normalize_floor=bad)
 
 
 def test_a_dynamic_conv_is_made_of_the_parts_it_receives() -> None:

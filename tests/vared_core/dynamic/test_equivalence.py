@@ -22,7 +22,15 @@ import pytest
 import torch
 from torch import nn
 
-from vared_core.dynamic import DynamicConv, DynamicSpec, dynamic_layers, dynamic_mode, force_policy, fuse_batchnorm
+from vared_core.dynamic import (
+    DynamicConv,
+    DynamicSpec,
+    StabilitySpec,
+    dynamic_layers,
+    dynamic_mode,
+    force_policy,
+    fuse_batchnorm,
+)
 from vared_core.models import build_model, list_models
 
 from .conftest import randomize_bn, randomize_gates
@@ -129,7 +137,7 @@ def _forward(model: nn.Module, x: torch.Tensor, mode: str, grad: bool, layout: s
 
 def _sweep(name: str, s: int, dims: str, normalize: bool, hard_paths: Counter) -> None:
     temporal, channel = DIMS[dims]
-    spec = DynamicSpec(search_space=s, temporal=temporal, channel=channel, normalize_weights=normalize)
+    spec = DynamicSpec(search_space=s, temporal=temporal, channel=channel, stability=StabilitySpec(normalize_weights=normalize))
     errors = {}
     for p_index, policy in enumerate(POLICIES):
         model = _dynamic_model(name, spec, seed=p_index)

@@ -1,4 +1,5 @@
-"""DynamicSpec: defaults from the method doc, alternatives per dimension, validation, immutability, round-trip."""
+"""DynamicSpec and its groups: defaults from the method doc, alternatives per dimension, validation, immutability,
+round-trip, and the flat fields of before 2026-12."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,24 +8,25 @@ import json
 
 import pytest
 
-from vared_core.dynamic import DynamicSpec, SoftModulationGate
+from vared_core.dynamic import CheapOpsSpec, DynamicSpec, GateSpec, SoftModulationGate, StabilitySpec
+from vared_core.dynamic.spec import MOVED_FIELDS, regroup_flat_fields
 
 
 def test_defaults_follow_the_method_doc() -> None:
     spec = DynamicSpec()
     assert spec.search_space == 2  # the seed's best search space (Table 4.1)
     assert spec.temporal and spec.channel  # both dimensions beat either alone (Tables 4.11, 4.12)
-    assert (spec.gate_bias_full, spec.gate_bias_reduced) == (1.0, 0.5)
-    assert spec.cheap_kernel == 3  # Φ^c: depthwise 3×3
-    assert not spec.normalize_weights  # eq. 3.5 mixes with the gate weights as they are
-    assert spec.skip_layers  # all weights zero: the layer outputs zeros (method doc §4)
-    assert not spec.cheap_zero_init and not spec.detach_gate_input and spec.layers is None
+    assert (spec.gate.bias_full, spec.gate.bias_reduced) == (1.0, 0.5)
+    assert spec.cheap_ops.kernel == 3  # Φ^c: depthwise 3×3
+    assert not spec.stability.normalize_weights  # eq. 3.5 mixes with the gate weights as they are
+    assert spec.stability.skip_layers  # all weights zero: the layer outputs zeros (method doc §4)
+    assert not spec.cheap_ops.zero_init and not spec.stability.detach_gate_input and spec.layers is None
 
 
 def test_gate_bias_defaults_agree_with_the_gate() -> None:
     gate = inspect.signature(SoftModulationGate).parameters
     spec = DynamicSpec()
-    assert (spec.gate_bias_full, spec.gate_bias_reduced) == (gate["bias_full"].default, gate["bias_reduced"].default)
+    assert (spec.gate.bias_full, spec.gate.bias_reduced) == (gate["bias_full"].default, gate["bias_reduced"].default)
 
 
 @pytest.mark.parametrize(
@@ -51,42 +53,42 @@ def test_channel_count_is_ceil_of_a_halving(out_channels: int, index: int, compu
 
 
 @pytest.mark.parametrize(
-    ("field", "value", "message"),
+    ("build", "message"),
     [
-        ("search_space", 0, r"search_space must be an integer >= 1 \(1 = static\), got 0"),
-        ("search_space", -2, "search_space must be an integer >= 1"),
-        ("search_space", 2.0, r"search_space must be an integer >= 1 \(1 = static\), got 2\.0"),
-        ("search_space", "2", "search_space must be an integer >= 1 .*got '2'"),
-        ("gate_hidden", 0, "gate_hidden must be an integer >= 1, got 0"),
-        ("cheap_kernel", 4, "cheap_kernel must be a positive odd integer, got 4"),
-        ("cheap_kernel", -1, "cheap_kernel must be a positive odd integer, got -1"),
-        ("normalize_floor", 0.0, r"normalize_floor must lie in \(0, 1\], got 0\.0"),
-        ("normalize_floor", float("nan"), "normalize_floor must lie in"),
-        ("layers", "layer1.*", "layers must be a sequence of patterns, not one string; wrap it in a list"),
+        (lambda: DynamicSpec(search_space=0), r"search_space must be an integer >= 1 \(1 = static\), got 0"),
+        (lambda: DynamicSpec(search_space=-2), "search_space must be an integer >= 1"),
+        (lambda: DynamicSpec(search_space=2.0), r"search_space must be an integer >= 1 \(1 = static\), got 2\.0"),
+        (lambda: DynamicSpec(search_space="2"), "search_space must be an integer >= 1 .*got '2'"),
+        (lambda: DynamicSpec(search_space=True), "search_space must be"),  # would be 1: a silently static net
+        (lambda: GateSpec(hidden=0), r"gate\.hidden must be an integer >= 1, got 0"),
+        (lambda: GateSpec(hidden=2.5), r"gate\.hidden must be"),  # would fail later, building nn.Linear
+        (lambda: GateSpec(hidden="32"), r"gate\.hidden must be"),  # not a TypeError from the comparison
+        (lambda: CheapOpsSpec(kernel=4), r"cheap_ops\.kernel must be a positive odd integer, got 4"),
+        (lambda: CheapOpsSpec(kernel=-1), r"cheap_ops\.kernel must be a positive odd integer, got -1"),
+        (lambda: CheapOpsSpec(kernel=3.0), r"cheap_ops\.kernel must be"),
+        (lambda: StabilitySpec(normalize_floor=0.0), r"stability\.normalize_floor must lie in \(0, 1\], got 0\.0"),
+        (lambda: StabilitySpec(normalize_floor=float("nan")), r"stability\.normalize_floor must lie in"),
+        (lambda: DynamicSpec(layers="layer1.*"), "layers must be a sequence of patterns, not one string; wrap it"),
+        (lambda: DynamicSpec(gate={"hidden": 0}), r"gate\.hidden must be an integer >= 1, got 0"),  # a mapping too
+        (lambda: DynamicSpec(gate=CheapOpsSpec()), "gate must be a GateSpec or a mapping of its fields, got Cheap"),
     ],
 )
-def test_a_bad_field_is_named_with_its_value(field: str, value: object, message: str) -> None:
+def test_a_bad_field_is_named_with_its_value(build, message: str) -> None:
     with pytest.raises(ValueError, match=f"DynamicSpec.{message}"):
-        DynamicSpec(**{field: value})
+        build()
 
 
-@pytest.mark.parametrize(
-    ("field", "value"),
-    [
-        ("search_space", True),  # would be taken as 1: a silently static network
-        ("gate_hidden", 2.5),  # would fail later, building the gate's nn.Linear
-        ("cheap_kernel", 3.0),  # would fail building Φ^c
-        ("gate_hidden", "32"),  # would be a TypeError from the comparison, not naming the field
-    ],
-)
-def test_a_value_of_the_wrong_type_is_refused_with_a_value_error(field: str, value: object) -> None:
-    with pytest.raises(ValueError, match=f"DynamicSpec.{field} must"):
-        DynamicSpec(**{field: value})
+def test_a_group_given_as_a_mapping_is_built_and_an_unknown_field_in_it_is_named() -> None:
+    spec = DynamicSpec(gate={"hidden": 8}, stability={"skip_layers": False})
+    assert spec.gate == GateSpec(hidden=8) and spec.stability == StabilitySpec(skip_layers=False)
+    assert spec.cheap_ops == CheapOpsSpec()
+    with pytest.raises(TypeError, match=r"DynamicSpec\.gate: unknown field\(s\) 'hiden'; known: bias_full"):
+        DynamicSpec(gate={"hiden": 8})
 
 
 def test_replace_validates_too() -> None:
-    with pytest.raises(ValueError, match="cheap_kernel must be a positive odd integer"):
-        dataclasses.replace(DynamicSpec(), cheap_kernel=2)
+    with pytest.raises(ValueError, match="cheap_ops.kernel must be a positive odd integer"):
+        dataclasses.replace(DynamicSpec(), cheap_ops=dataclasses.replace(CheapOpsSpec(), kernel=2))
 
 
 def test_a_spec_is_immutable_and_hashable() -> None:
@@ -99,8 +101,9 @@ def test_a_spec_is_immutable_and_hashable() -> None:
 
 @pytest.mark.parametrize(
     "spec",
-    [DynamicSpec(), DynamicSpec(search_space=3, channel=False, gate_hidden=8, cheap_zero_init=True,
-                                normalize_weights=True, normalize_floor=0.25, layers=["layer*.conv1", "stem"])],
+    [DynamicSpec(), DynamicSpec(search_space=3, channel=False, gate=GateSpec(hidden=8), cheap_ops={"zero_init": True},
+                                stability=StabilitySpec(normalize_weights=True, normalize_floor=0.25),
+                                layers=["layer*.conv1", "stem"])],
 )  # fmt: skip
 def test_to_dict_is_json_and_from_dict_inverts_it(spec: DynamicSpec) -> None:
     d = json.loads(json.dumps(spec.to_dict()))  # what a checkpoint or an MLflow run keeps
@@ -124,5 +127,21 @@ def test_from_dict_names_an_unknown_key() -> None:
 
 
 def test_from_dict_validates() -> None:
-    with pytest.raises(ValueError, match="gate_hidden must be an integer >= 1"):
-        DynamicSpec.from_dict({"gate_hidden": 0})
+    with pytest.raises(ValueError, match="gate.hidden must be an integer >= 1"):
+        DynamicSpec.from_dict({"gate": {"hidden": 0}})
+
+
+def test_from_dict_says_where_a_flat_field_of_before_went() -> None:
+    with pytest.raises(TypeError, match="'gate_hidden' is now 'gate.hidden'; 'skip_layers' is now 'stability.skip_layers'"):
+        DynamicSpec.from_dict({"gate_hidden": 8, "skip_layers": False})
+
+
+def test_every_flat_field_of_before_regroups_to_a_field_of_today() -> None:
+    old = {"search_space": 3, **{k: object() for k in MOVED_FIELDS}}
+    today = regroup_flat_fields(old)
+    assert set(today) == {"search_space", "gate", "cheap_ops", "stability"}
+    for flat, dotted in MOVED_FIELDS.items():
+        group, name = dotted.split(".")
+        assert today[group][name] is old[flat]
+        assert name in {f.name for f in dataclasses.fields(type(getattr(DynamicSpec(), group)))}
+    assert regroup_flat_fields(DynamicSpec().to_dict()) == DynamicSpec().to_dict()  # a current one is kept

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vared_core.dynamic import DynamicSpec, clip_gflops, dynamic_layers, dynamize, efficiency_loss
+from vared_core.dynamic import DynamicSpec, StabilitySpec, clip_gflops, dynamic_layers, dynamize, efficiency_loss
 
 
 def test_gradients_reach_gate_cheap_ops_and_conv_in_soft_mode(make_net) -> None:
@@ -35,7 +35,7 @@ def test_detach_gate_input_stops_gate_gradients_at_the_gate(make_net) -> None:
     grads = {}
     for detach in (False, True):
         torch.manual_seed(0)
-        spec = DynamicSpec(search_space=2, detach_gate_input=detach)
+        spec = DynamicSpec(search_space=2, stability=StabilitySpec(detach_gate_input=detach))
         net = dynamize(make_net("net3d").train(), spec, clip_shape=(3, 8, 16, 16))
         x = torch.randn(4, 3, 8, 16, 16)
         logits = net(x)

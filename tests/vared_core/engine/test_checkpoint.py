@@ -47,3 +47,16 @@ def test_an_older_checkpoints_dynamic_include_loads_as_dynamic_layers(tmp_path) 
     path = save_checkpoint(tmp_path, {"model": {}, "config": old}, epoch=1)
     config = TrainConfig.model_validate(load_checkpoint(path)["config"])
     assert config.dynamic.layers == ("layer1.*",) and config.dynamic.search_space == 2
+
+
+def test_an_older_checkpoints_flat_dynamic_spec_loads_in_its_groups(tmp_path) -> None:
+    from vared_core.engine import TrainConfig
+
+    old = {"model": "r2plus1d_18_tiny", "stage": "dynamic", "epochs": 1, "output_dir": str(tmp_path),
+           "data": {"synthetic": {"root": str(tmp_path)}},
+           "dynamic": {"search_space": 3, "gate_hidden": 8, "cheap_zero_init": True, "normalize_weights": True,
+                       "skip_layers": False}}  # fmt: skip
+    path = save_checkpoint(tmp_path, {"model": {}, "config": old}, epoch=1)
+    spec = TrainConfig.model_validate(load_checkpoint(path)["config"]).dynamic
+    assert (spec.search_space, spec.gate.hidden, spec.cheap_ops.zero_init) == (3, 8, True)
+    assert spec.stability.normalize_weights and not spec.stability.skip_layers

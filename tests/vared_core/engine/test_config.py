@@ -96,3 +96,22 @@ def test_dynamic_include_is_refused_naming_its_new_place(tmp_path) -> None:
         load_config(raw)
     moved = {k: v for k, v in raw.items() if k != "dynamic_include"} | {"dynamic": {"layers": ["layer1.*"]}}
     assert load_config(moved).dynamic.layers == ("layer1.*",)
+
+
+def test_a_flat_dynamic_field_of_before_is_refused_naming_its_new_place(tmp_path) -> None:
+    raw = {"model": "r2plus1d_18_tiny", "epochs": 1, "output_dir": str(tmp_path), "stage": "dynamic",
+           "data": {"synthetic": {"root": str(tmp_path)}}, "dynamic": {"search_space": 2, "normalize_weights": True}}
+    with pytest.raises(ConfigError, match=r"'dynamic.normalize_weights' is now 'dynamic.stability.normalize_weights'"):
+        load_config(raw)
+    raw["dynamic"] = {"search_space": 2, "stability": {"normalize_weights": True}}
+    assert load_config(raw).dynamic.stability.normalize_weights
+
+
+@pytest.mark.parametrize(("key", "value"), [("search_space", True), ("search_space", 2.5), ("gate", {"hidden": True}),
+                                            ("cheap_ops", {"kernel": "3"})])  # fmt: skip
+def test_a_dynamic_integer_is_never_read_from_a_bool_float_or_string(tmp_path, key: str, value: object) -> None:
+    """A config's ``search_space: true`` would otherwise become 1: a silently static network."""
+    raw = {"model": "r2plus1d_18_tiny", "epochs": 1, "output_dir": str(tmp_path), "stage": "dynamic",
+           "data": {"synthetic": {"root": str(tmp_path)}}, "dynamic": {key: value}}
+    with pytest.raises(ConfigError, match=f"dynamic.{key}"):
+        load_config(raw)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vared_core import DynamicSpec
+from vared_core import CheapOpsSpec, DynamicSpec, GateSpec, StabilitySpec
 from vared_core.engine import CheckpointError, FitResult, OptimConfig, TrainConfig, build_run_model, fit, load_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -89,9 +89,14 @@ def test_a_start_checkpoint_with_other_dynamic_layers_is_refused(stage1_run: Fit
                     dynamic=DynamicSpec(search_space=3))
     with pytest.raises(CheckpointError, match=r"dynamic\.search_space: 2 there, 3 here"):
         fit(other)
+    grouped = _stage2(engine_data, make_base_config, tmp_path / "w", stage1_run.checkpoint,
+                      dynamic=DynamicSpec(search_space=2, stability=StabilitySpec(normalize_weights=True)))
+    with pytest.raises(CheckpointError, match=r"dynamic\.stability\.normalize_weights: False there, True here"):
+        fit(grouped)
     # how a fresh layer starts is not a difference: the checkpoint's layers are loaded over it
     init_only = _stage2(engine_data, make_base_config, tmp_path / "y", stage1_run.checkpoint, epochs=1,
-                        dynamic=DynamicSpec(search_space=2, gate_bias_reduced=0.9, cheap_zero_init=True))
+                        dynamic=DynamicSpec(search_space=2, gate=GateSpec(bias_reduced=0.9),
+                                            cheap_ops=CheapOpsSpec(zero_init=True)))
     assert fit(init_only).history
     base_from_dynamic = make_base_config(engine_data, tmp_path / "z", base_checkpoint=stage1_run.checkpoint)
     with pytest.raises(CheckpointError, match="cannot start a base run"):
