@@ -22,9 +22,12 @@ from typing import Any, Literal, get_args
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import Subset
 
 from vared_core.data import collate_clips, make_loader
 from vared_core.dynamic import clip_gflops, dynamic_layers, fuse_batchnorm, track_costs
+
+from .distributed import World, gather_objects, shard_of, world
 
 __all__ = ["EvalResult", "VideoRow", "centre_views", "evaluate", "score_views"]
 
@@ -185,6 +188,37 @@ def _views(video: torch.Tensor) -> tuple[torch.Tensor, int]:
     raise ValueError(f"evaluate: expected video batches (B, C, T, H, W) or (B, V, C, T, H, W), got {tuple(video.shape)}")
 
 
+@dataclass
+class _Part:
+    """What one rank's evaluation saw: its videos' dataset positions, their rows, and per-video tensors
+    (leading dimension = its videos) that merge with the other ranks' in dataset order."""
+
+    positions: list[int]
+    videos: list[VideoRow]
+    num_views: int
+    layer_names: list[str]
+    timed_views: int
+    timed_seconds: float
+    per_video: dict[str, torch.Tensor | None]
+
+
+def _per_video(chunks: list[torch.Tensor], num_videos: int) -> torch.Tensor | None:
+    """Per-batch tensors, catenated and shaped ``(videos, ...)`` (``None`` when there are none)."""
+    if not chunks:
+        return None
+    x = torch.cat(chunks)
+    return x.reshape(num_videos, -1, *x.shape[1:]) if num_videos else x
+
+
+def _merged(parts: list[torch.Tensor | None], order: torch.Tensor) -> torch.Tensor:
+    """Every rank's per-video tensor in dataset order, flattened back to one row per view (or per video)."""
+    present = [p for p in parts if p is not None and p.numel()]
+    if not present:
+        return torch.zeros(0)
+    x = torch.cat(present)[order]
+    return x.flatten(0, 1)
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -198,6 +232,7 @@ def evaluate(
     channels_last: bool = False,
     fuse_bn: bool = True,
     crops: int | None = None,
+    shard: bool | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` on every video of ``dataset`` (items with ``"video"`` and ``"label"``).
 
@@ -215,6 +250,10 @@ def evaluate(
             form a deployed model runs in, so clips/s is inference speed; same outputs up to rounding.
         crops: views per clip in the dataset's items (3: left, centre, right), to find the centre crops
             clip-1 and GFLOPs are taken on; default ``dataset.crops``, else 1.
+        shard: inside a torch process group of several ranks (`vared_core.engine.distributed`), each rank
+            evaluates every ``size``-th video and the results are gathered, so every rank returns the result
+            of the whole set (clips/s: the group's views over its slowest rank's forward time). Default: when
+            such a group exists. ``False``: every rank evaluates everything.
     """
     crops = crops if crops is not None else getattr(dataset, "crops", 1)
     param = next(model.parameters(), None)
@@ -222,7 +261,10 @@ def evaluate(
     was_training, caller_model = model.training, model
     layers: list = []  # the dynamic layers of the model that runs, found on the first batch
     model.eval()
-    loader = make_loader(dataset, batch_size=batch_size, train=False, num_workers=num_workers, collate_fn=collate_clips)
+    w = world() if shard is not False else World(0, 1)
+    positions = shard_of(len(dataset), w)
+    mine = dataset if w.size == 1 else Subset(dataset, positions)  # type: ignore[arg-type]
+    loader = make_loader(mine, batch_size=batch_size, train=False, num_workers=num_workers, collate_fn=collate_clips)
     clip_correct: list[torch.Tensor] = []
     top1: list[torch.Tensor] = []
     top5: list[torch.Tensor] = []
@@ -278,40 +320,55 @@ def evaluate(
             indices = batch["index"].tolist() if isinstance(batch.get("index"), torch.Tensor) else [None] * len(labels)
             for i in range(len(labels)):
                 videos.append(VideoRow(
-                    index=int(indices[i]) if indices[i] is not None else len(videos),
+                    index=int(indices[i]) if indices[i] is not None else positions[len(videos)],
                     label=int(labels[i]), pred=int(s["video_pred"][i]), gflops=float(per_video_cost[i]),
                     extra={k: int(batch[k][i]) for k in extra_keys}, layer_ratio=per_video_ratio[i].tolist(),
                 ))  # fmt: skip
     finally:
         caller_model.train(was_training)
+    timed = batch_times[warmup_batches:] or batch_times  # too few batches to leave the warm-up out: all
+    part = _Part(
+        positions=positions[: len(videos)], videos=videos, num_views=num_views, layer_names=[n for n, _ in layers],
+        timed_views=sum(n for n, _ in timed), timed_seconds=sum(s for _, s in timed),
+        per_video={k: _per_video(v, len(videos)) for k, v in {
+            "clip_correct": clip_correct, "top1": top1, "top5": top5, "losses": losses, "view_cost": view_cost,
+            "centre_cost": centre_cost, "view_labels": view_labels, "ratios": ratios, "frame_ratios": frame_ratios,
+            "channel_ratios": channel_ratios}.items()},
+    )  # fmt: skip
+    parts = gather_objects(part, w)
+    videos = [v for p in parts for v in p.videos]
     if not videos:
         raise ValueError("evaluate: the dataset is empty")
+    order = torch.tensor([i for p in parts for i in p.positions]).argsort()
+    videos = [videos[i] for i in order.tolist()]
+    merged = {k: _merged([p.per_video[k] for p in parts], order) for k in part.per_video}
+    num_views = max(p.num_views for p in parts)
+    layer_names = next((p.layer_names for p in parts if p.layer_names), [])
     names = list(class_names or getattr(dataset, "classes", None) or [])
-    num_classes = max(len(names), int(torch.cat(view_labels).max()) + 1)
+    labels_all = merged["view_labels"]
+    num_classes = max(len(names), int(labels_all.max()) + 1)
     names += [str(i) for i in range(len(names), num_classes)]
-    cost_all = torch.cat(view_cost)
-    cost_centre = torch.cat(centre_cost)
-    labels_all = torch.cat(view_labels)
+    cost_all = merged["view_cost"]
+    cost_centre = merged["centre_cost"]
     feature_ratio = temporal_ratio = channel_ratio = []
-    if layers:
-        feature_ratio = _per_class(torch.cat(ratios), labels_all, num_classes)
-        temporal_ratio = _per_class(torch.cat(frame_ratios), labels_all, num_classes)
-        channel_ratio = _per_class(torch.cat(channel_ratios), labels_all, num_classes)
-    timed = batch_times[warmup_batches:] or batch_times  # too few batches to leave the warm-up out: all
-    seconds = sum(t for _, t in timed)
+    if layer_names:
+        feature_ratio = _per_class(merged["ratios"], labels_all, num_classes)
+        temporal_ratio = _per_class(merged["frame_ratios"], labels_all, num_classes)
+        channel_ratio = _per_class(merged["channel_ratios"], labels_all, num_classes)
+    seconds = max(p.timed_seconds for p in parts)
     return EvalResult(
-        clip_top1=100.0 * float(torch.cat(clip_correct).float().mean()),
-        video_top1=100.0 * float(torch.cat(top1).float().mean()),
-        video_top5=100.0 * float(torch.cat(top5).float().mean()),
-        loss=float(torch.cat(losses).mean()),
+        clip_top1=100.0 * float(merged["clip_correct"].float().mean()),
+        video_top1=100.0 * float(merged["top1"].float().mean()),
+        video_top5=100.0 * float(merged["top5"].float().mean()),
+        loss=float(merged["losses"].mean()),
         gflops_avg=float(cost_centre.mean()),
         gflops_max=float(cost_centre.max()),
         gflops_min=float(cost_centre.min()),
-        clips_per_s=sum(n for n, _ in timed) / seconds if seconds > 0 else math.nan,
+        clips_per_s=sum(p.timed_views for p in parts) / seconds if seconds > 0 else math.nan,
         num_videos=len(videos),
         num_views=num_views,
         class_names=names,
-        layer_names=[n for n, _ in layers],
+        layer_names=layer_names,
         feature_ratio=feature_ratio,
         temporal_ratio=temporal_ratio,
         channel_ratio=channel_ratio,
