@@ -57,7 +57,6 @@ SETTINGS: dict[str, Any] = {
     "stability.skip_layers": False,
     "lambda_e": 0.8,  # of every variant with an efficiency loss (the λ_e 0 ones keep 0)
 }  # fmt: skip
-_SPEC_GROUPS = ("gate", "cheap_ops", "stability")
 QUICK: dict[str, Any] = {"videos_per_class": 8, "val_fraction": 0.25, "base_epochs": 1, "dyn_epochs": 2,
                          "dyn_policy_warmup_epochs": 1.0}
 
@@ -98,7 +97,7 @@ def variant_config(
     lambda_e = s["lambda_e"] if lambda_e is None else lambda_e
     groups: dict[str, Any] = {}
     for key, value in s.items():
-        if key.split(".")[0] in _SPEC_GROUPS:  # the DynamicSpec ones
+        if "." in key and key.split(".")[0] in DynamicSpec.__dataclass_fields__:  # the spec's groups
             set_dotted(groups, key, value)
     spec = DynamicSpec(search_space=search_space, temporal=temporal, channel=channel, **groups)
     folder = name.replace(" ", "_").replace(",", "").replace("λ_e", "lambda") + (f"_{tag}" if tag else "")

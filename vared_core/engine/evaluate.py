@@ -207,12 +207,12 @@ def _per_video(chunks: list[torch.Tensor], num_videos: int) -> torch.Tensor | No
     if not chunks:
         return None
     x = torch.cat(chunks)
-    return x.reshape(num_videos, -1, *x.shape[1:]) if num_videos else x
+    return x.reshape(num_videos, -1, *x.shape[1:])
 
 
 def _merged(parts: list[torch.Tensor | None], order: torch.Tensor) -> torch.Tensor:
     """Every rank's per-video tensor in dataset order, flattened back to one row per view (or per video)."""
-    present = [p for p in parts if p is not None and p.numel()]
+    present = [p for p in parts if p is not None]  # None: a rank without videos, or no dynamic layers
     if not present:
         return torch.zeros(0)
     x = torch.cat(present)[order]
@@ -232,7 +232,7 @@ def evaluate(
     channels_last: bool = False,
     fuse_bn: bool = True,
     crops: int | None = None,
-    shard: bool | None = None,
+    shard: bool = True,
 ) -> EvalResult:
     """Evaluate ``model`` on every video of ``dataset`` (items with ``"video"`` and ``"label"``).
 
@@ -252,8 +252,8 @@ def evaluate(
             clip-1 and GFLOPs are taken on; default ``dataset.crops``, else 1.
         shard: inside a torch process group of several ranks (`vared_core.engine.distributed`), each rank
             evaluates every ``size``-th video and the results are gathered, so every rank returns the result
-            of the whole set (clips/s: the group's views over its slowest rank's forward time). Default: when
-            such a group exists. ``False``: every rank evaluates everything.
+            of the whole set (clips/s: the group's views over its slowest rank's forward time); outside a
+            group nothing changes. ``False``: every rank evaluates everything.
     """
     crops = crops if crops is not None else getattr(dataset, "crops", 1)
     param = next(model.parameters(), None)
@@ -261,7 +261,7 @@ def evaluate(
     was_training, caller_model = model.training, model
     layers: list = []  # the dynamic layers of the model that runs, found on the first batch
     model.eval()
-    w = world() if shard is not False else World(0, 1)
+    w = world() if shard else World(0, 1)
     positions = shard_of(len(dataset), w)
     mine = dataset if w.size == 1 else Subset(dataset, positions)  # type: ignore[arg-type]
     loader = make_loader(mine, batch_size=batch_size, train=False, num_workers=num_workers, collate_fn=collate_clips)
@@ -328,7 +328,7 @@ def evaluate(
         caller_model.train(was_training)
     timed = batch_times[warmup_batches:] or batch_times  # too few batches to leave the warm-up out: all
     part = _Part(
-        positions=positions[: len(videos)], videos=videos, num_views=num_views, layer_names=[n for n, _ in layers],
+        positions=positions, videos=videos, num_views=num_views, layer_names=[n for n, _ in layers],
         timed_views=sum(n for n, _ in timed), timed_seconds=sum(s for _, s in timed),
         per_video={k: _per_video(v, len(videos)) for k, v in {
             "clip_correct": clip_correct, "top1": top1, "top5": top5, "losses": losses, "view_cost": view_cost,
