@@ -31,10 +31,10 @@ from typing import Any
 
 from .bases import base_folder, base_id, base_overrides, is_trained
 from .pareto import Front, format_front
-from .schema import Study
+from .schema import Study, Workers
 from .tracking import StudyTracker, close_orphans, load_study_state, log_front, save_study_state, study_trials
 
-__all__ = ["StudyResult", "run_study", "plan"]
+__all__ = ["StudyResult", "check_cluster", "plan", "run_study"]
 
 _EXPERIMENT = "trials"  # the Tune experiment folder under <storage>/ray
 
@@ -108,8 +108,9 @@ def run_study(study: Study, *, address: str | None = None, resume: bool = False,
             # "local": a Ray of its own, never a cluster some other command left running on this machine
             ray.init(address=ray_address or "local", include_dashboard=False, log_to_driver=verbose > 1,
                      logging_level="ERROR", configure_logging=verbose > 1)  # fmt: skip
+        check_cluster(study, ray.cluster_resources())
         # workers import torch, vared_core and mlflow meanwhile; the base tasks that follow reuse them
-        warm = ray.remote(num_cpus=study.resources.cpu, num_gpus=study.resources.gpu)(warm_up)
+        warm = ray.remote(num_cpus=study.resources.cpu_per_worker, num_gpus=study.resources.gpu_per_worker)(warm_up)
         warming = [warm.remote() for _ in range(study.max_concurrent)]
         tracker = opening.result()
     save_study_state(storage, {"parent_run_id": tracker.parent_run_id, "study": study.name})
@@ -120,8 +121,9 @@ def run_study(study: Study, *, address: str | None = None, resume: bool = False,
     try:
         # 1. shared base models, each trained once (in parallel as Ray tasks)
         recipes = {base_id(study, o): o for o in (base_overrides(study, cell) for cell in cells)}
-        all_fit = _fit_at_once(ray.available_resources(), len(recipes), study.resources.cpu, study.resources.gpu)
-        remote_base = ray.remote(num_cpus=study.resources.cpu, num_gpus=study.resources.gpu)(train_base)
+        base_workers = study.resources.for_base()
+        all_fit = _fit_at_once(ray.available_resources(), len(recipes), base_workers.cpu, base_workers.gpu)
+        remote_base = ray.remote(**_task_resources(base_workers))(train_base)
         bases = {key: remote_base.remote(study, overrides, tracker)
                  for key, overrides in recipes.items()}  # base id → ObjectRef of its checkpoint path
         if not all_fit:
@@ -131,7 +133,7 @@ def run_study(study: Study, *, address: str | None = None, resume: bool = False,
         # else Tune starts (its actors import torch, mlflow, …) while the bases train beside it
 
         # 2. trials
-        resources = {"cpu": study.resources.cpu, "gpu": study.resources.gpu}
+        resources = _trial_resources(study.resources)
         callbacks = [ProgressCallback(metrics, modes, total=_num_trials(study))] if verbose else []
         run_cfg = dict(storage_path=str(storage / "ray"), verbose=0, callbacks=callbacks,
                        failure_config=tune.FailureConfig(max_failures=study.max_failures),
@@ -173,6 +175,42 @@ def run_study(study: Study, *, address: str | None = None, resume: bool = False,
         return StudyResult(study=study, tracker=tracker, front=front, trials=trials, failed=failed, stopped=stopped)
     finally:
         tracker.set_status(status)
+
+
+def _task_resources(workers: Workers) -> dict[str, float]:
+    """What the Ray task or Tune trial of a run holds: its one worker's share, or for several workers
+    nothing (it only coordinates: Ray Train reserves the workers' own resources)."""
+    if workers.workers > 1:
+        return {"num_cpus": 0, "num_gpus": 0}
+    return {"num_cpus": workers.cpu_per_worker, "num_gpus": workers.gpu_per_worker}
+
+
+def _trial_resources(workers: Workers) -> Any:
+    """What Tune reserves for one trial: its one worker's share; for several workers (Ray Train reserves
+    theirs) a token bundle of 1 MiB of memory, as Tune needs a non-empty one and a CPU share would keep the
+    workers from fitting where they exactly fill the cluster."""
+    from ray.tune import PlacementGroupFactory
+
+    if workers.workers > 1:
+        return PlacementGroupFactory([{"memory": float(2**20)}])
+    return {"cpu": workers.cpu_per_worker, "gpu": workers.gpu_per_worker}
+
+
+def check_cluster(study: Study, cluster: dict[str, float]) -> None:
+    """Refuse, before anything runs, a study whose trial or base model needs more CPUs or GPUs than the whole
+    Ray cluster has (``ray.cluster_resources()``), with the numbers and the field to change.
+
+    Raises:
+        ValueError: naming the study file, the field, what it needs and what the cluster has.
+    """
+    where = str(study.source) if study.source is not None else study.name
+    for name, w in (("resources", study.resources), ("resources.base", study.resources.for_base())):
+        for kind, need, per in (("CPU", w.cpu, w.cpu_per_worker), ("GPU", w.gpu, w.gpu_per_worker)):
+            have = cluster.get(kind, 0.0)
+            if need > have:
+                raise ValueError(f"{where}: {name}: {w.workers} worker(s) × {per:g} {kind} = {need:g} {kind}, but the "
+                                 f"Ray cluster has {have:g} {kind}; lower {name}.workers or "
+                                 f"{name}.{kind.lower()}_per_worker, or add nodes")  # fmt: skip
 
 
 def _fit_at_once(available: dict[str, float], jobs: int, cpu: float, gpu: float) -> bool:

@@ -106,11 +106,47 @@ class RayCfg(_Strict):
     address: str | None = None
 
 
-class Resources(_Strict):
-    """Per trial (and per base-model task): CPUs (≥ 0.5) and GPUs (may be fractional, 0.25)."""
+class Workers(_Strict):
+    """One run's share of the cluster: ``workers`` data-parallel processes of ``cpu_per_worker`` CPUs (≥ 0.5)
+    and ``gpu_per_worker`` GPUs (may be fractional, 0.25) each. One worker trains in the Tune trial (or the
+    base task) itself; several train through Ray Train's `TorchTrainer`, one DDP rank per worker
+    (`vared_core.engine.fit`: ``data.batch_size`` is per worker, ``optim.total_batch`` the global batch)."""
 
-    cpu: float = Field(1.0, ge=0.5)
-    gpu: float = Field(0.0, ge=0)
+    workers: int = Field(1, ge=1)
+    cpu_per_worker: float = Field(1.0, ge=0.5)
+    gpu_per_worker: float = Field(0.0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            moved = [k for k in ("cpu", "gpu") if k in data]
+            if moved:
+                raise ValueError("; ".join(f"'{k}' is now '{k}_per_worker'" for k in moved))
+        return data
+
+    @property
+    def cpu(self) -> float:
+        """CPUs of the whole run."""
+        return self.workers * self.cpu_per_worker
+
+    @property
+    def gpu(self) -> float:
+        """GPUs of the whole run."""
+        return self.workers * self.gpu_per_worker
+
+
+class Resources(Workers):
+    """Per trial; ``base``: per shared base model (default: the trials' own), e.g. a base on 8 GPUs and
+    trials on 2 each."""
+
+    base: Workers | None = None
+
+    def for_base(self) -> Workers:
+        """What a base model trains on."""
+        return self.base if self.base is not None else Workers(workers=self.workers,
+                                                               cpu_per_worker=self.cpu_per_worker,
+                                                               gpu_per_worker=self.gpu_per_worker)
 
 
 class Asha(_Strict):

@@ -151,6 +151,10 @@ class TrialRun:
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         MlflowClient(node_uri(self.uri)).log_batch(self.run_id, metrics=_finite_metrics(metrics, step))
 
+    def logged_steps(self, metric: str) -> set[int]:
+        """The steps (epochs) at which ``metric`` was logged on this run."""
+        return {m.step for m in MlflowClient(node_uri(self.uri)).get_metric_history(self.run_id, metric)}
+
     def set_tags(self, tags: Mapping[str, str]) -> None:
         client = MlflowClient(node_uri(self.uri))
         for k, v in tags.items():

@@ -4,6 +4,10 @@ shared base model (`train_base`).
 A trial waits for its base model, turns its parameters into a `TrainConfig` (`Study.trial_config`), calls `vared_core.engine.fit`
 and, after every epoch, reports metrics and the checkpoint to Tune and to its MLflow child run. A
 retried or resumed trial continues from Tune's last checkpoint and logs into the same child run.
+
+With ``resources.workers`` > 1 (``resources.base.workers`` for a base model) the fit runs data-parallel on
+Ray Train workers (`data_parallel.fit_on_workers`); the trial keeps one MLflow run, rank 0's metrics are
+reported, and a retry continues from the newest checkpoint in the trial's folder.
 """
 from __future__ import annotations
 
@@ -20,15 +24,15 @@ import ray
 from mlflow.entities import RunStatus
 from ray import tune
 
-from vared_core.engine import fit, load_checkpoint, resolve_optim
+from vared_core.engine import fit, latest_checkpoint, load_checkpoint, resolve_optim
 from vared_core.engine.dotted import flatten_dotted
 from vared_core.models import get_model_cfg
 
 from .bases import base_folder, base_id, base_overrides
-from .schema import Study
+from .schema import Study, Workers
 from .tracking import BASE_DONE_FILE, ROLE_BASE, STOPPED_TAG, StudyTracker
 
-__all__ = ["run_trial", "train_base", "train_trial", "warm_up"]
+__all__ = ["policy_plots", "run_trial", "train_base", "train_trial", "warm_up"]
 
 _FAILED = RunStatus.to_string(RunStatus.FAILED)
 _KILLED = RunStatus.to_string(RunStatus.KILLED)
@@ -62,24 +66,34 @@ def train_base(study: Study, overrides: dict[str, Any], tracker: StudyTracker | 
     if marker.exists():
         return json.loads(marker.read_text())["checkpoint"]
     config = study.base_config(out, overrides).model_copy(update={"resume_from": "last"})
+    workers = study.resources.for_base()
     run = None
     if tracker is not None:
         run = tracker.trial_run(f"base-{out.name}", role=ROLE_BASE, name=f"base {out.name[:8]}")
         run.set_tags(_placement())
-        run.log_params({**flatten_dotted(config.to_dict()), **_resolved_params(config)})
+        run.log_params({**flatten_dotted(config.to_dict()), **_resolved_params(config, workers)})
     try:
         t0 = time.perf_counter()
-        result = fit(config, on_epoch=(lambda e, m, c: run.log_metrics(m, e)) if run else None)
+        if workers.workers > 1:
+            from .data_parallel import fit_on_workers
+
+            fit_on_workers(config, workers, name=f"base-{out.name}", storage=Path(study.storage).absolute() / "ray",
+                           run=run)  # fmt: skip
+            checkpoint = latest_checkpoint(out)
+            metrics = load_checkpoint(checkpoint)["metrics"]  # type: ignore[arg-type]
+        else:
+            result = fit(config, on_epoch=(lambda e, m, c: run.log_metrics(m, e)) if run else None)
+            checkpoint, metrics = result.checkpoint, result.metrics
         if run is not None:
             run.log_metrics({"fit_time_s": time.perf_counter() - t0}, config.epochs)
     except BaseException:
         if run is not None:
             run.end(_FAILED)
         raise
-    marker.write_text(json.dumps({"checkpoint": str(result.checkpoint), "metrics": result.metrics}))
+    marker.write_text(json.dumps({"checkpoint": str(checkpoint), "metrics": metrics}))
     if run is not None:
         run.end()
-    return str(result.checkpoint)
+    return str(checkpoint)
 
 
 #: metrics of the model a trial starts from, logged on the trial's run as ``start_<name>`` (the seed's Table 4.10:
@@ -87,10 +101,22 @@ def train_base(study: Study, overrides: dict[str, Any], tracker: StudyTracker | 
 START_METRICS = ("clip_top1", "video_top1", "video_top5", "gflops_avg", "gflops_max", "gflops_min")
 
 
-def _resolved_params(config: Any) -> dict[str, Any]:
-    """The optimiser values the run really uses (the backbone's recipe and the lr scaling), as ``resolved.*``."""
-    r = resolve_optim(config, get_model_cfg(config.model))
+def _resolved_params(config: Any, workers: Workers) -> dict[str, Any]:
+    """The optimiser values the run really uses on its workers (the backbone's recipe, the batch split, the lr
+    scaling), as ``resolved.*``."""
+    r = resolve_optim(config, get_model_cfg(config.model), workers=workers.workers)
     return {f"resolved.{k}": v for k, v in dataclasses.asdict(r).items()}
+
+
+def _log_missing_epochs(run: Any, checkpoint: Path) -> None:
+    """Log the epochs of ``checkpoint``'s history that ``run`` does not have yet, and tag where the attempt
+    continues from (``resumed_from_epoch``)."""
+    history = load_checkpoint(checkpoint).get("history", [])
+    logged = run.logged_steps("loss")
+    for metrics in history:
+        if int(metrics["epoch"]) not in logged:
+            run.log_metrics(metrics, int(metrics["epoch"]))
+    run.set_tags({"resumed_from_epoch": str(len(history))})
 
 
 def _start_metrics(base_checkpoint: Path) -> dict[str, float]:
@@ -99,7 +125,7 @@ def _start_metrics(base_checkpoint: Path) -> dict[str, float]:
     return {f"start_{k}": float(metrics[k]) for k in START_METRICS if k in metrics}
 
 
-def _policy_plots(evaluation: Any, folder: Path) -> Path:
+def policy_plots(evaluation: Any, folder: Path) -> Path:
     """The final evaluation's policy heatmaps (seed Figures 4-1, B-4, B-5) as PNGs in ``folder``."""
     from vared_core.analysis.plots import plot_feature_ratio, plot_policy_by_dimension
 
@@ -129,7 +155,9 @@ def train_trial(params: dict[str, Any], *, study: Study, cell: dict[str, Any], b
     config = study.trial_config(axes, out, Path(base_checkpoint))
     run = tracker.trial_run(trial_id, tags={"study": study.name, "cell": _cell_tag(cell)})
     run.set_tags(_placement())
-    run.log_params({**{f"axis.{k}": v for k, v in axes.items()}, **flatten_dotted(config.to_dict()), **_resolved_params(config)})
+    workers = study.resources
+    run.log_params({**{f"axis.{k}": v for k, v in axes.items()}, **flatten_dotted(config.to_dict()),
+                    **_resolved_params(config, workers)})  # fmt: skip
 
     def report(epoch: int, metrics: dict[str, float], ckpt: Path) -> None:
         run.log_metrics(metrics, epoch)
@@ -137,18 +165,33 @@ def train_trial(params: dict[str, Any], *, study: Study, cell: dict[str, Any], b
 
     status = _FAILED
     try:
-        checkpoint = tune.get_checkpoint()
         t0 = time.perf_counter()
-        if checkpoint is not None:
-            with checkpoint.as_directory() as d:
-                result = fit(config.model_copy(update={"resume_from": Path(d)}), on_epoch=report)
-        else:  # a first attempt: where the fine-tune starts, at step 0
-            run.log_metrics(_start_metrics(Path(base_checkpoint)), 0)
-            result = fit(config, on_epoch=report)
+        if workers.workers > 1:  # Ray Train; a retry continues from the newest checkpoint in the trial's folder
+            from .data_parallel import fit_on_workers
+
+            newest = latest_checkpoint(out)
+            if newest is None:  # a first attempt: where the fine-tune starts, at step 0
+                run.log_metrics(_start_metrics(Path(base_checkpoint)), 0)
+            else:  # a retry: epochs checkpointed but not yet logged (killed in between) are logged from the checkpoint
+                _log_missing_epochs(run, newest)
+            fit_on_workers(config, workers, name=f"trial-{trial_id}", storage=Path(study.storage).absolute() / "ray",
+                           run=run, tune_metrics={"trial_id": trial_id}, plots_dir=out / "evaluation")  # fmt: skip
+            final = latest_checkpoint(out)
+        else:
+            checkpoint = tune.get_checkpoint()
+            if checkpoint is not None:
+                with checkpoint.as_directory() as d:
+                    result = fit(config.model_copy(update={"resume_from": Path(d)}), on_epoch=report)
+            else:  # a first attempt: where the fine-tune starts, at step 0
+                run.log_metrics(_start_metrics(Path(base_checkpoint)), 0)
+                result = fit(config, on_epoch=report)
+            final = result.checkpoint
+            if result.evaluation is not None and result.evaluation.layer_names:
+                policy_plots(result.evaluation, out / "evaluation")
         run.log_metrics({"fit_time_s": time.perf_counter() - t0}, config.epochs)  # of this attempt
-        run.log_artifacts(result.checkpoint, "checkpoint")
-        if result.evaluation is not None and result.evaluation.layer_names:
-            run.log_artifacts(_policy_plots(result.evaluation, out / "evaluation"), "evaluation")
+        run.log_artifacts(final, "checkpoint")  # type: ignore[arg-type]
+        if (out / "evaluation").is_dir():
+            run.log_artifacts(out / "evaluation", "evaluation")
         status = RunStatus.to_string(RunStatus.FINISHED)
     except SystemExit:  # a scheduler (ASHA) stopped the trial
         status = _KILLED

@@ -28,7 +28,7 @@ def tiny_study(tmp_path: Path, name: str, *, grid: dict[str, list] | None = None
                    "sampler": "tpe" if sample else "grid"},
         "objectives": {"video_top1": "max", "gflops_avg": "min"},
         "reference": {"video_top1": 0.0, "gflops_avg": 1.0},
-        "resources": {"cpu": 1, "gpu": 0},
+        "resources": {"cpu_per_worker": 1, "gpu_per_worker": 0},
         "max_concurrent": 2,
         "max_failures": 0,
         **extra,

@@ -21,7 +21,7 @@ STUDIES = sorted((REPO / "studies").glob("*.yaml"))
 
 
 def test_the_shipped_studies_are_there() -> None:
-    assert {p.stem for p in STUDIES} >= {"smoke", "ablation", "lambda", "search_space", "backbones", "finetune"}
+    assert {p.stem for p in STUDIES} >= {"smoke", "ablation", "lambda", "search_space", "backbones", "finetune", "multi_gpu"}
     assert load_study(REPO / "studies" / "finetune.yaml").recipe == "seed"
 
 

@@ -27,6 +27,11 @@ class EpochShuffleSampler(Sampler[int]):
     (differently with 0 workers, with workers, with persistent workers), this gives the same order for
     any worker setting, and a run resumed at epoch e visits epoch e's order.
 
+    Data-parallel training (``replicas`` > 1): every rank draws the same order, drops its tail so that it
+    holds a multiple of ``replicas`` items, and takes every ``replicas``-th item from position ``rank``. Then
+    rank r's j-th batch of b and the other ranks' j-th batches are together the j-th batch of
+    ``replicas`` × b of the one-process order: the global batches are those of one process.
+
     Example:
         >>> s = EpochShuffleSampler(range(5), seed=1)
         >>> first, second = list(s), list(s)
@@ -34,13 +39,16 @@ class EpochShuffleSampler(Sampler[int]):
         ([0, 1, 2, 3, 4], True, True)
     """
 
-    def __init__(self, dataset: Sized, *, seed: int = 0) -> None:
+    def __init__(self, dataset: Sized, *, seed: int = 0, rank: int = 0, replicas: int = 1) -> None:
         if seed < 0:
             raise ValueError(f"EpochShuffleSampler: seed must be ≥ 0, got {seed}")
+        if not 0 <= rank < replicas:
+            raise ValueError(f"EpochShuffleSampler: rank must be in [0, replicas={replicas}), got {rank}")
         self.dataset, self.seed, self._draws = dataset, seed, 0
+        self.rank, self.replicas = rank, replicas
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(self.dataset) // self.replicas
 
     def __iter__(self) -> Iterator[int]:
         epoch = getattr(self.dataset, "epoch", None)
@@ -49,7 +57,8 @@ class EpochShuffleSampler(Sampler[int]):
         self._draws += 1
         state = np.random.SeedSequence([self.seed, epoch, _ORDER_SALT]).generate_state(1, dtype=np.uint32)
         g = torch.Generator().manual_seed(int(state[0]))
-        return iter(torch.randperm(len(self.dataset), generator=g).tolist())
+        order = torch.randperm(len(self.dataset), generator=g).tolist()
+        return iter(order[: len(self) * self.replicas][self.rank :: self.replicas])
 
 
 def default_num_workers() -> int:
@@ -80,6 +89,8 @@ def make_loader(
     drop_last: bool | None = None,
     seed: int = 0,
     collate_fn: Callable[[Sequence[Any]], Any] = collate_clips,
+    rank: int = 0,
+    replicas: int = 1,
 ) -> DataLoader[Any]:
     """A DataLoader with defaults for `VideoDataset`.
 
@@ -101,6 +112,8 @@ def make_loader(
         seed: seed of the shuffling order (and of the DataLoader's private generator, which seeds the
             workers' ``random``/``torch`` states; `VideoDataset` does not use those).
         collate_fn: batching function; default `collate_clips` (keeps test views grouped per video).
+        rank, replicas: training under data parallelism: this rank's shard of the shuffled order
+            (`EpochShuffleSampler`); evaluation shards its dataset itself (`vared_core.engine.evaluate`).
 
     Returns:
         A `torch.utils.data.DataLoader`.
@@ -126,7 +139,7 @@ def make_loader(
     return DataLoader(
         dataset,  # type: ignore[arg-type]  # any sequence works as a map-style dataset
         batch_size=batch_size,
-        sampler=EpochShuffleSampler(cast(Sized, dataset), seed=seed) if train else None,
+        sampler=EpochShuffleSampler(cast(Sized, dataset), seed=seed, rank=rank, replicas=replicas) if train else None,
         drop_last=train if drop_last is None else drop_last,
         num_workers=workers,
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,

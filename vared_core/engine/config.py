@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -107,6 +108,10 @@ class OptimConfig(_Strict):
     alone (applied first), so a fine-tune can give the gates a high learning rate without their occasional
     large gradients (a clip whose gate weights nearly vanish: normalised weights divide by their sum) turning
     into steps that flip every clip's policy at once.
+    ``total_batch`` is the clips of one optimizer step over all data-parallel workers: ``data.batch_size`` per
+    worker × workers × gradient-accumulation steps (`resolve_optim`); ``None``: ``data.batch_size`` ×
+    workers, no accumulation. Given, it keeps a run's schedule whatever the worker count, so a run resumes
+    on another number of workers.
     """
 
     lr: float | None = Field(None, gt=0)
@@ -118,6 +123,7 @@ class OptimConfig(_Strict):
     grad_clip: float | None = Field(None, gt=0)
     gate_lr_mult: float = Field(1.0, gt=0)
     gate_grad_clip: float | None = Field(None, gt=0)
+    total_batch: int | None = Field(None, ge=1)
 
 
 class TrainConfig(_Strict):
@@ -127,6 +133,7 @@ class TrainConfig(_Strict):
         model: registered backbone name (`vared_core.list_models`).
         num_classes: classifier outputs; ``None`` = the dataset's class count.
         width: channel width multiplier of the backbone.
+        dropout: dropout probability before the classifier; ``None``: the backbone's default.
         stage: ``"base"`` trains the static backbone; ``"dynamic"`` dynamizes it with ``dynamic`` and trains
             with cross-entropy + ``lambda_e`` · efficiency loss (method doc §5–6), from scratch or from
             ``base_checkpoint``.
@@ -149,7 +156,9 @@ class TrainConfig(_Strict):
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         amp: bfloat16/float16 autocast + grad scaling on CUDA (ignored on CPU).
         channels_last: channels-last memory layout on CUDA (cudnn benchmark is on there as well).
-        threads: CPU threads for torch (``None`` leaves torch's default).
+        threads: CPU threads for torch (``None`` leaves torch's default; per process in a data-parallel run).
+        sync_batchnorm: in a data-parallel run of several ranks, BatchNorm statistics over the global batch
+            (`vared_core.engine.sync_batchnorm`), as the seed trained; ``False``: each rank's own batch.
         eval_every: evaluate every N epochs (the last epoch always).
         keep_checkpoints: newest checkpoints kept on disk (≥ 1).
         max_steps_per_epoch: cap on optimizer steps per epoch (smoke runs).
@@ -158,6 +167,7 @@ class TrainConfig(_Strict):
     model: str
     num_classes: int | None = Field(None, ge=1)
     width: float = Field(1.0, gt=0)
+    dropout: float | None = Field(None, ge=0, lt=1)
     stage: Literal["base", "dynamic"] = "base"
     dynamic: DynamicSpec | None = None
     lambda_e: float = Field(0.8, ge=0)
@@ -173,6 +183,7 @@ class TrainConfig(_Strict):
     amp: bool = True
     channels_last: bool = True
     threads: int | None = Field(None, ge=1)
+    sync_batchnorm: bool = True
     eval_every: int = Field(1, ge=1)
     keep_checkpoints: int = Field(2, ge=1)
     max_steps_per_epoch: int | None = Field(None, ge=1)
@@ -218,7 +229,8 @@ class TrainConfig(_Strict):
 
 @dataclass(frozen=True)
 class ResolvedOptim:
-    """The optimiser settings a run really uses, after the backbone's defaults and the lr scaling."""
+    """The optimiser settings a run really uses, after the backbone's defaults, the batch split and the lr
+    scaling: ``total_batch`` = ``batch_per_worker`` × ``workers`` × ``accumulation``."""
 
     lr: float
     weight_decay: float
@@ -226,23 +238,43 @@ class ResolvedOptim:
     total_batch: int
     lr_scale: float  # total_batch / the backbone's total batch (1: an lr given by the config, or no scaling)
     from_scratch: bool
+    workers: int = 1
+    batch_per_worker: int = 1
+    accumulation: int = 1
+
+    def to_dict(self) -> dict[str, float | int | bool]:
+        """The values as plain numbers, the form metrics files and trackers log."""
+        return dataclasses.asdict(self)
 
 
 def resolve_optim(config: TrainConfig, model_cfg: Any, *, workers: int = 1) -> ResolvedOptim:
     """``config.optim`` with every ``None`` replaced by the backbone's seed recipe (see `OptimConfig`).
 
-    The total batch is ``data.batch_size`` × ``workers``; the linear scaling rule (Goyal et al., 2017) takes
-    the backbone's lr from its ``total_batch`` to this one.
+    The total batch is ``optim.total_batch``, or ``data.batch_size`` × ``workers`` when that is ``None``; the
+    gradient-accumulation steps make up the rest (total / (batch_size × workers), which must be whole). The
+    linear scaling rule (Goyal et al., 2017) takes the backbone's lr from its ``total_batch`` to this one.
+
+    Raises:
+        ValueError: a total batch that ``workers`` × ``data.batch_size`` does not divide, with the numbers.
 
     Example:
         >>> from vared_core.models import get_model_cfg
         >>> cfg = TrainConfig(model="r2plus1d_18", epochs=120, output_dir="runs/base",
         ...                   data=DataConfig(train_list="t.csv", val_list="v.csv", batch_size=12))
         >>> r = resolve_optim(cfg, get_model_cfg("r2plus1d_18"), workers=8)   # 8 GPUs × 12 clips
-        >>> round(r.lr, 4), r.weight_decay, r.warmup_epochs, r.total_batch
-        (0.015, 0.0005, 15.0, 96)
+        >>> round(r.lr, 4), r.weight_decay, r.warmup_epochs, r.total_batch, r.accumulation
+        (0.015, 0.0005, 15.0, 96, 1)
+        >>> resolve_optim(cfg.model_copy(update={"optim": OptimConfig(total_batch=96)}),
+        ...               get_model_cfg("r2plus1d_18"), workers=2).accumulation   # 2 GPUs × 12 clips × 4 steps
+        4
     """
-    total = config.data.batch_size * workers
+    if workers < 1:
+        raise ValueError(f"resolve_optim: workers must be ≥ 1, got {workers}")
+    per_step = config.data.batch_size * workers
+    total = config.optim.total_batch if config.optim.total_batch is not None else per_step
+    if total % per_step:
+        raise ValueError(f"optim.total_batch: {total} clips per step is not a multiple of data.batch_size "
+                         f"{config.data.batch_size} × {workers} workers = {per_step}")
     from_scratch = config.base_checkpoint is None
     optim = config.optim
     scale = 1.0
@@ -258,7 +290,8 @@ def resolve_optim(config: TrainConfig, model_cfg: Any, *, workers: int = 1) -> R
         warmup = model_cfg.warmup_epochs if from_scratch else 0.0
     wd = optim.weight_decay if optim.weight_decay is not None else model_cfg.weight_decay
     return ResolvedOptim(lr=lr, weight_decay=wd, warmup_epochs=warmup, total_batch=total, lr_scale=scale,
-                         from_scratch=from_scratch)
+                         from_scratch=from_scratch, workers=workers, batch_per_worker=config.data.batch_size,
+                         accumulation=total // per_step)
 
 
 def upgrade_stored_config(stored: dict[str, Any]) -> dict[str, Any]:

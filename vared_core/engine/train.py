@@ -11,11 +11,23 @@ dynamic run), then, every ``eval_every`` epochs and after the last, `evaluate` i
 checkpoint, one line in ``metrics.jsonl`` and the ``on_epoch`` callback. On CPU a run is
 bit-reproducible from its seed, and a run resumed from a checkpoint ends with the same weights as
 one that was never interrupted.
+
+Data-parallel: started inside a torch process group of several ranks (Ray Train's `TorchTrainer`,
+``torchrun``; see `vared_core.engine.distributed`), `fit` trains with `DistributedDataParallel` (NCCL on
+GPU, gloo on CPU). Each rank takes its shard of one shared per-epoch shuffle, so a step's global batch is
+the one a single process would take; BatchNorm statistics are synchronized over the ranks by default
+(``sync_batchnorm``, as the seed), so a 2-rank run follows the 1-process run on the same global batch.
+``data.batch_size`` is per rank; ``optim.total_batch`` fixes the global batch (gradient accumulation
+makes up what the ranks do not), and the lr scales from it (`resolve_optim`). Evaluation is sharded and
+gathered (every rank gets the whole set's metrics); rank 0 alone writes checkpoints and ``metrics.jsonl``,
+and every rank calls ``on_epoch`` (Ray Train's report is a barrier). Random draws that differ per clip
+(the policy warm-up, dropout) come per rank from ``(seed, epoch, rank)``.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -24,13 +36,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from vared_core.data import make_loader
 from vared_core.dynamic import (
+    ChannelCheapOp,
     SoftModulationGate,
+    TemporalCheapOp,
     clip_gflops,
     dynamic_layers,
     dynamize,
@@ -41,10 +58,12 @@ from vared_core.dynamic import (
 from vared_core.models import build_model, get_model_cfg
 
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint, set_aside_later
-from .config import TrainConfig, resolve_optim
+from .config import ResolvedOptim, TrainConfig, resolve_optim
 from .data import build_datasets, clip_geometry
+from .distributed import World, world
 from .dotted import flatten_dotted
 from .evaluate import EvalResult, evaluate
+from .sync_batchnorm import sync_batchnorm
 
 __all__ = ["FitResult", "TrainingDiverged", "build_run_model", "fit", "load_model"]
 
@@ -53,7 +72,8 @@ EpochCallback = Callable[[int, dict[str, float], Path], None]
 
 #: config fields a resumed run may change (where it runs, how it logs); everything else must match
 _RESUME_FREE = {"output_dir", "resume_from", "device", "threads", "keep_checkpoints", "eval_every", "amp"}
-_RESUME_FREE_DATA = {"num_workers", "eval_batch_size", "root", "train_list", "val_list", "synthetic"}
+#: the batch per worker may change with the worker count; the clips per optimizer step may not (checked apart)
+_RESUME_FREE_DATA = {"num_workers", "eval_batch_size", "root", "train_list", "val_list", "synthetic", "batch_size"}
 
 
 class TrainingDiverged(RuntimeError):
@@ -62,8 +82,8 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class FitResult:
-    """What `fit` produced: the last epoch's metrics, every epoch's metrics, the final evaluation and
-    where the newest checkpoint is."""
+    """What `fit` produced: the last epoch's metrics, every epoch's metrics, the final evaluation, where the
+    newest checkpoint is, and the optimiser settings and batch split it trained with."""
 
     config: TrainConfig
     metrics: dict[str, float]
@@ -71,15 +91,32 @@ class FitResult:
     evaluation: EvalResult | None
     checkpoint: Path
     model: nn.Module = field(repr=False)
+    recipe: ResolvedOptim | None = None
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
+def _device(name: str, w: World) -> torch.device:
+    """The device of ``name``; ``"auto"`` and a bare ``"cuda"`` take, in a process group, this process's GPU
+    (``LOCAL_RANK``, which torchrun and Ray Train set, over the visible GPUs)."""
+    if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device: {name!r} was asked for but CUDA is not available")
-    return device
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if name in ("auto", "cuda"):
+        index = int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count() if w.size > 1 else None
+        return torch.device("cuda", index)
+    return torch.device(name)
+
+
+def _rank_seed(seed: int, epoch: int, rank: int) -> int:
+    """The global RNG seed of ``rank`` in ``epoch`` of a data-parallel run."""
+    return int(np.random.SeedSequence([seed, epoch, rank, 0xD15C]).generate_state(1)[0])
+
+
+def _all_ranks_sum(values: torch.Tensor, w: World) -> torch.Tensor:
+    if w.size > 1:
+        values = values.clone()
+        dist.all_reduce(values)
+    return values
 
 
 def build_run_model(config: TrainConfig, num_classes: int, *, load_base: bool = True) -> nn.Module:
@@ -90,7 +127,8 @@ def build_run_model(config: TrainConfig, num_classes: int, *, load_base: bool = 
     mcfg = get_model_cfg(config.model)
     geo = clip_geometry(config.data, mcfg)
     model = build_model(
-        config.model, num_classes, num_frames=geo.num_frames, crop_size=geo.crop_size, width=config.width
+        config.model, num_classes, num_frames=geo.num_frames, crop_size=geo.crop_size, width=config.width,
+        dropout=config.dropout,
     )
     start = _start_state(config) if config.base_checkpoint is not None and load_base else None
     if start is not None and start["config"].get("stage") == "base":
@@ -200,6 +238,10 @@ def _check_resume(config: TrainConfig, saved: dict[str, Any], path: Path) -> Non
             a = {k: v for k, v in now["data"].items() if k not in _RESUME_FREE_DATA}
             b = {k: v for k, v in saved.get("data", {}).items() if k not in _RESUME_FREE_DATA}
             diffs += [f"data.{k}: {b.get(k)!r} → {a.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif key == "optim":  # the total batch is checked as resolved: None on 2 × 2 clips is 4
+            a = {k: v for k, v in now["optim"].items() if k != "total_batch"}
+            b = {k: v for k, v in saved.get("optim", {}).items() if k != "total_batch"}
+            diffs += [f"optim.{k}: {b.get(k)!r} → {a.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
         elif now.get(key) != saved.get(key):
             diffs.append(f"{key}: {saved.get(key)!r} → {now.get(key)!r}")
     if diffs:
@@ -213,7 +255,10 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
         TrainingDiverged: when the loss becomes NaN or infinite (the last good checkpoint stays).
         CheckpointError: a base or resume checkpoint that is missing or does not fit this run.
     """
-    device = _device(config.device)
+    w = world()
+    device = _device(config.device, w)
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     if device.type == "cuda":
@@ -230,11 +275,23 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
     state = load_checkpoint(resume_path) if resume_path is not None else None
     if state is not None:
         _check_resume(config, state["config"], resume_path)  # type: ignore[arg-type]
+    recipe = resolve_optim(config, mcfg, workers=w.size)
+    if state is not None:  # a checkpoint from before data parallelism trained one process on data.batch_size
+        saved_total = state.get("recipe", {}).get("total_batch", state["config"]["data"]["batch_size"])
+    if state is not None and saved_total != recipe.total_batch:
+        raise CheckpointError(
+            f"resume_from {resume_path}: trained with {saved_total} clips per step, this run has {recipe.total_batch} "
+            f"({recipe.workers} workers × data.batch_size {config.data.batch_size}); set optim.total_batch: "
+            f"{saved_total} to resume on another worker count"
+        )
 
     train_set, val_set = build_datasets(config.data, mcfg, seed=config.seed)
     num_classes = config.num_classes or train_set.num_classes
     torch.manual_seed(config.seed)
     model = build_run_model(config, num_classes, load_base=state is None).to(device)
+    synced = w.size > 1 and config.sync_batchnorm
+    if synced:  # the cheap ops run only for the alternatives a rank's clips use: their BatchNorms stay local
+        sync_batchnorm(model, keep_local=(ChannelCheapOp, TemporalCheapOp))
     channels_last = config.channels_last and device.type == "cuda"
     if channels_last:
         for p in model.parameters():
@@ -242,16 +299,21 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
                 p.data = p.data.contiguous(memory_format=torch.channels_last_3d)
 
     loader = make_loader(
-        train_set, batch_size=config.data.batch_size, train=True, num_workers=config.data.num_workers, seed=config.seed
-    )
-    steps_per_epoch = len(loader) if config.max_steps_per_epoch is None else min(len(loader), config.max_steps_per_epoch)
+        train_set, batch_size=config.data.batch_size, train=True, num_workers=config.data.num_workers, seed=config.seed,
+        rank=w.rank, replicas=w.size,
+    )  # fmt: skip
+    accumulation = recipe.accumulation
+    steps_per_epoch = len(loader) // accumulation
+    if config.max_steps_per_epoch is not None:
+        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
     if steps_per_epoch == 0:
         raise ValueError(
-            f"data: {len(train_set)} training videos make no full batch of {config.data.batch_size}; lower data.batch_size"
+            f"data: {len(train_set)} training videos make no full step of {recipe.total_batch} clips "
+            f"(data.batch_size {config.data.batch_size} × {w.size} workers × {accumulation} accumulation steps); "
+            "lower data.batch_size or optim.total_batch"
         )
     # random policies need dynamic layers; S = 1 (static) has none: nothing to warm up
     warmup_policy_steps = round(config.policy_warmup_epochs * steps_per_epoch) if dynamic_layers(model) else 0
-    recipe = resolve_optim(config, mcfg)
     lr, wd = recipe.lr, recipe.weight_decay
     gate_params = _gate_parameters(model)
     optimizer = torch.optim.SGD(
@@ -276,12 +338,29 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
         if device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"], device)
         start_epoch, history = int(state["epoch"]), list(state.get("history", []))
-    replaced = set_aside_later(out, start_epoch)
-    if replaced is not None:
-        warnings.warn(f"fit: {out} held checkpoints past epoch {start_epoch} of another run or attempt; "
-                      f"moved to {replaced}", stacklevel=2)
+    if w.is_main:
+        replaced = set_aside_later(out, start_epoch)
+        if replaced is not None:
+            warnings.warn(f"fit: {out} held checkpoints past epoch {start_epoch} of another run or attempt; "
+                          f"moved to {replaced}", stacklevel=2)
+    net: nn.Module = model  # what the training step calls: the model, or DDP around it
+    if w.size > 1:
+        dist.barrier()
+        # DDP reduces gradient buckets on a group of its own: a dynamic model's graph differs between ranks
+        # (each computes the alternatives its clips use), so buckets fill at different points of the backward
+        # pass, which must not interleave with the synchronized BatchNorms' collectives on the default group.
+        # A dynamic layer runs the cheap ops of the alternatives its rank's clips use, and its gate gets no
+        # gradient while the warm-up pins it: parameters a rank did not use this step count as zero gradient
+        # (the average is then the one-process gradient of the global batch). BatchNorm buffers are the same
+        # on every rank when synchronized, else rank 0's are broadcast.
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                      process_group=dist.new_group(), forward_sync_buffers=not synced,
+                                      find_unused_parameters=bool(dynamic_layers(model)))
 
     def run_eval() -> EvalResult:
+        if w.size > 1:  # every rank scores its shard with rank 0's model
+            for buffer in model.buffers():
+                dist.broadcast(buffer, 0)
         return evaluate(model, val_set, batch_size=config.data.eval_batch_size or config.data.batch_size,
                         num_workers=config.data.num_workers, device=device, channels_last=channels_last)
 
@@ -289,31 +368,49 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
     ckpt = resume_path
     for epoch in range(start_epoch, config.epochs):
         train_set.set_epoch(epoch)
+        if w.size > 1:
+            torch.manual_seed(_rank_seed(config.seed, epoch, w.rank))
         model.train()
         t0 = time.perf_counter()
         sums = {"loss": 0.0, "train_ce": 0.0, "train_efficiency": 0.0, "train_top1": 0.0, "train_gflops": 0.0}
         seen = 0
-        for step, batch in enumerate(loader):
+        for micro_step, batch in enumerate(loader):
+            step, micro = divmod(micro_step, accumulation)
             if step >= steps_per_epoch:
                 break
+            stepping = micro == accumulation - 1  # the last micro-batch of an optimizer step
             x = batch["video"].to(device, non_blocking=True)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last_3d)
             y = batch["label"].to(device, non_blocking=True)
             warming = epoch * steps_per_epoch + step < warmup_policy_steps
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp), \
-                    (random_policy(model, x.shape[0]) if warming else nullcontext()):
-                logits = model(x).float()
-                ce = F.cross_entropy(logits, y)
-                eff = efficiency_loss(model, logits, y) if config.stage == "dynamic" else ce.new_zeros(())
-                loss = ce + config.lambda_e * eff
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"{config.output_dir}: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} "
-                    f"(cross-entropy {ce.item():.4g}, efficiency {eff.item():.4g}); lower optim.lr"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            if micro == 0:
+                optimizer.zero_grad(set_to_none=True)
+            # gradients are all-reduced on the last micro-batch of a step only
+            syncing = net.no_sync() if isinstance(net, DistributedDataParallel) and not stepping else nullcontext()
+            with syncing:
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp), \
+                        (random_policy(model, x.shape[0]) if warming else nullcontext()):
+                    logits = net(x).float()
+                    ce = F.cross_entropy(logits, y)
+                    eff = efficiency_loss(model, logits, y) if config.stage == "dynamic" else ce.new_zeros(())
+                    loss = ce + config.lambda_e * eff
+                if not bool(_all_ranks_sum((~torch.isfinite(loss.detach())).float().reshape(1), w).item() == 0):
+                    raise TrainingDiverged(
+                        f"{config.output_dir}: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} "
+                        f"(cross-entropy {ce.item():.4g}, efficiency {eff.item():.4g}"
+                        + (f", on rank {w.rank} of {w.size}" if w.size > 1 else "") + "); lower optim.lr"
+                    )
+                scaler.scale(loss / accumulation if accumulation > 1 else loss).backward()
+            n = y.shape[0]
+            seen += n
+            sums["loss"] += loss.item() * n
+            sums["train_ce"] += ce.item() * n
+            sums["train_efficiency"] += eff.item() * n
+            sums["train_top1"] += 100.0 * (logits.argmax(-1) == y).float().sum().item()
+            sums["train_gflops"] += clip_gflops(model).sum().item()
+            if not stepping:
+                continue
             if config.optim.grad_clip is not None or config.optim.gate_grad_clip is not None:
                 scaler.unscale_(optimizer)
             if config.optim.gate_grad_clip is not None and gate_params:
@@ -323,28 +420,31 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
-            n = y.shape[0]
-            seen += n
-            sums["loss"] += loss.item() * n
-            sums["train_ce"] += ce.item() * n
-            sums["train_efficiency"] += eff.item() * n
-            sums["train_top1"] += 100.0 * (logits.argmax(-1) == y).float().sum().item()
-            sums["train_gflops"] += clip_gflops(model).sum().item()
-        metrics: dict[str, float] = {k: v / seen for k, v in sums.items()}
-        metrics.update(epoch=float(epoch + 1), lr=optimizer.param_groups[0]["lr"], epoch_time_s=time.perf_counter() - t0)
+        totals = _all_ranks_sum(torch.tensor([*sums.values(), seen], dtype=torch.float64), w).tolist()
+        metrics: dict[str, float] = {k: v / totals[-1] for k, v in zip(sums, totals)}
+        epoch_time = torch.tensor([time.perf_counter() - t0], dtype=torch.float64)
+        if w.size > 1:  # the epoch lasted as long as its slowest rank
+            dist.all_reduce(epoch_time, op=dist.ReduceOp.MAX)
+        metrics.update(epoch=float(epoch + 1), lr=optimizer.param_groups[0]["lr"], epoch_time_s=epoch_time.item())
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
             evaluation = run_eval()
             metrics.update({f"val_{k}" if k == "loss" else k: v for k, v in evaluation.metrics().items()})
         history.append(metrics)
-        ckpt = save_checkpoint(out, {
-            "config": config.to_dict(), "num_classes": num_classes, "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-            "rng": {"torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
-            "metrics": metrics, "history": history,
-        }, epoch=epoch + 1, keep=config.keep_checkpoints)  # fmt: skip
-        # the whole history each time: a resumed run continues it, a fresh run in an old folder replaces it
-        (out / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history), encoding="utf-8")
+        if w.is_main:
+            ckpt = save_checkpoint(out, {
+                "config": config.to_dict(), "num_classes": num_classes, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "rng": {"torch": torch.get_rng_state(),
+                        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+                "metrics": metrics, "history": history, "recipe": recipe.to_dict(),
+            }, epoch=epoch + 1, keep=config.keep_checkpoints)  # fmt: skip
+            # the whole history each time: a resumed run continues it, a fresh run in an old folder replaces it
+            (out / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history), encoding="utf-8")
+        if w.size > 1:  # the other ranks learn where rank 0 wrote, once it has
+            sent = [ckpt]
+            dist.broadcast_object_list(sent, src=0)
+            ckpt = sent[0]
         if on_epoch is not None:
             on_epoch(epoch + 1, metrics, ckpt)
     if ckpt is None:
@@ -353,5 +453,5 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
         evaluation = run_eval()
     return FitResult(
         config=config, metrics=history[-1] if history else evaluation.metrics(), history=history,
-        evaluation=evaluation, checkpoint=ckpt, model=model,
+        evaluation=evaluation, checkpoint=ckpt, model=model, recipe=recipe,
     )

@@ -35,3 +35,30 @@ def make_base_config():
 def base_run(engine_data: DataConfig, tmp_path_factory: pytest.TempPathFactory) -> FitResult:
     torch.set_num_threads(1)
     return fit(base_config(engine_data, tmp_path_factory.mktemp("base")))
+
+
+def run_ranks(target, size: int, rendezvous: Path, *args: object, timeout: float = 300) -> None:
+    """Run ``target(rank, *args)`` in ``size`` forked processes that form a gloo process group (one CPU thread
+    each: forked children must not share the parent's OpenMP pool); fail unless every rank exits cleanly."""
+    import multiprocessing as mp
+
+    import torch.distributed as dist
+
+    def in_group(rank: int) -> None:
+        torch.set_num_threads(1)
+        dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=size)
+        try:
+            target(rank, *args)
+        finally:
+            dist.destroy_process_group()
+
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=in_group, args=(r,)) for r in range(size)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=timeout)
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+    assert [p.exitcode for p in procs] == [0] * size, "a rank failed (its traceback is in the captured stderr)"

@@ -3,6 +3,7 @@ this machine): shards cover every video once, and the gathered result is the one
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing as mp
 from pathlib import Path
 
@@ -12,8 +13,20 @@ import torch.distributed as dist
 from torch import nn
 
 from vared_core import DynamicSpec, dynamize
-from vared_core.engine import evaluate
+from vared_core.engine import (
+    CheckpointError,
+    DataConfig,
+    OptimConfig,
+    SyntheticData,
+    TrainConfig,
+    evaluate,
+    fit,
+    load_checkpoint,
+)
+from vared_core.engine.checkpoint import checkpoint_dirs
 from vared_core.engine.distributed import World, gather_objects, shard_of, world
+
+from .conftest import run_ranks
 
 
 class _Net(nn.Module):
@@ -111,3 +124,104 @@ def _close(a, b, tol: float = 1e-5) -> bool:
         return True
     assert a == b, (a, b)
     return True
+
+
+# ------------------------------------------------------------------ fit under DistributedDataParallel
+def _fit_config(tmp: Path, output: str, batch_size: int, **fields) -> TrainConfig:
+    """X3D-M tiny without dropout (dropout masks are drawn per rank, so no 2-rank run could repeat one
+    process's), 12 training and 4 validation videos, 2 epochs. X3D because its training is well conditioned:
+    a run's losses do not move with the thread count, unlike R(2+1)D-tiny's on these clips."""
+    data = DataConfig(
+        synthetic=SyntheticData(root=tmp / "synth", classes=2, videos_per_class=8, frames=8, size=32, seed=0),
+        flip=False, batch_size=batch_size, num_workers=0, num_frames=4, frame_stride=2, crop_size=32,
+    )  # fmt: skip
+    values = dict(model="x3d_m_tiny", dropout=0.0, epochs=2, output_dir=tmp / output, data=data, device="cpu",
+                  threads=1, optim=OptimConfig(lr=0.05, warmup_epochs=0.5))  # fmt: skip
+    values.update(fields)
+    return TrainConfig(**values)
+
+
+class _Stop(Exception):
+    """Raised by an epoch callback: a run interrupted after an epoch."""
+
+
+def _fit_rank(rank: int, tmp: str, output: str, batch_size: int, fields: dict, stop_after: int | None) -> None:
+    def on_epoch(epoch: int, metrics: dict, checkpoint: Path) -> None:
+        Path(tmp, f"{output}_rank{rank}_epoch{epoch}.json").write_text(json.dumps({**metrics, "ckpt": str(checkpoint)}))
+        if epoch == stop_after:
+            raise _Stop
+
+    try:
+        fit(_fit_config(Path(tmp), output, batch_size, **fields), on_epoch=on_epoch)
+    except _Stop:
+        pass
+
+
+def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in load_checkpoint(checkpoint)["model"].items() if v.is_floating_point()}
+
+
+def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], tol: float = 1e-4) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert (a[k] - b[k]).norm() <= tol * a[k].norm().clamp(min=1e-3), k
+
+
+@pytest.mark.slow
+def test_two_ranks_train_as_one_process_on_the_same_global_batch(tmp_path: Path) -> None:
+    run_ranks(_fit_rank, 2, tmp_path / "rdv", str(tmp_path), "two", 2, {}, None)
+    one = fit(_fit_config(tmp_path, "one", batch_size=4))
+
+    ranks = [[json.loads((tmp_path / f"two_rank{r}_epoch{e}.json").read_text()) for e in (1, 2)] for r in range(2)]
+    assert ranks[0] == ranks[1]  # every rank reports the whole run's metrics and rank 0's checkpoint
+    for got, want in zip(ranks[0], one.history):
+        for key in ("loss", "train_top1", "train_gflops", "val_loss", "video_top1", "clip_top1", "gflops_avg", "lr"):
+            assert got[key] == pytest.approx(want[key], rel=1e-4, abs=1e-6), key
+    two = tmp_path / "two"
+    assert [p.name for p in checkpoint_dirs(two)] == ["epoch_0001", "epoch_0002"]  # written once, by rank 0
+    assert len((two / "metrics.jsonl").read_text().splitlines()) == 2
+    _assert_same_weights(_weights(one.checkpoint), _weights(two / "checkpoints" / "epoch_0002"))
+    recipe = load_checkpoint(two / "checkpoints" / "epoch_0002")["recipe"]
+    assert (recipe["workers"], recipe["batch_per_worker"], recipe["accumulation"], recipe["total_batch"]) == (2, 2, 1, 4)
+    assert one.recipe.workers == 1 and one.recipe.total_batch == 4
+
+
+@pytest.mark.slow
+def test_a_run_resumes_on_another_worker_count_when_its_total_batch_is_fixed(tmp_path: Path) -> None:
+    fixed = {"optim": OptimConfig(lr=0.05, warmup_epochs=0.5, total_batch=4)}
+    run_ranks(_fit_rank, 2, tmp_path / "rdv", str(tmp_path), "run", 2, fixed, 1)  # 2 ranks × 2 clips, then stopped
+    assert [p.name for p in checkpoint_dirs(tmp_path / "run")] == ["epoch_0001"]
+
+    resumed = fit(_fit_config(tmp_path, "run", batch_size=4, resume_from="last", **fixed))  # 1 process × 4 clips
+    straight = fit(_fit_config(tmp_path, "straight", batch_size=4, **fixed))
+    assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in straight.history], rel=1e-4)
+    _assert_same_weights(_weights(straight.checkpoint), _weights(resumed.checkpoint))
+
+    with pytest.raises(CheckpointError, match="trained with 4 clips per step, this run has 2.*optim.total_batch"):
+        fit(_fit_config(tmp_path, "run", batch_size=2, resume_from="last"))
+
+
+def test_accumulation_makes_up_the_total_batch_and_is_recorded(tmp_path: Path) -> None:
+    config = _fit_config(tmp_path, "acc", batch_size=2, epochs=1, optim=OptimConfig(lr=0.05, total_batch=4))
+    result = fit(config)
+    assert (result.recipe.accumulation, result.recipe.total_batch) == (2, 4)
+    assert load_checkpoint(result.checkpoint)["scheduler"]["last_epoch"] == 3  # 12 videos / 4 per step
+    with pytest.raises(ValueError, match="optim.total_batch: 6 .* not a multiple of data.batch_size 4"):
+        fit(_fit_config(tmp_path, "bad", batch_size=4, optim=OptimConfig(total_batch=6)))
+
+
+def _dynamic_rank(rank: int, tmp: str) -> None:
+    config = _fit_config(Path(tmp), "dyn", 2, stage="dynamic", dynamic={"search_space": 2}, epochs=1,
+                         policy_warmup_epochs=0.5, lambda_e=0.5)  # 2 of the 3 steps pinned, then the gates
+    result = fit(config)
+    Path(tmp, f"dyn{rank}.json").write_text(json.dumps(result.history))
+
+
+def test_a_dynamic_run_with_the_policy_warm_up_trains_on_two_ranks(tmp_path: Path) -> None:
+    # the warm-up pins every dynamic layer, so the gates get no gradient in its steps, and each rank's clips
+    # use other alternatives, so the ranks' backward graphs differ: DDP and the synchronized BatchNorms must
+    # cope with both (mixed on one process group, their collectives mismatched and gloo aborted)
+    run_ranks(_dynamic_rank, 2, tmp_path / "rdv", str(tmp_path))
+    ranks = [json.loads((tmp_path / f"dyn{r}.json").read_text()) for r in range(2)]
+    assert ranks[0] == ranks[1] and len(ranks[0]) == 1
+    assert ranks[0][0]["gflops_avg"] > 0 and math.isfinite(ranks[0][0]["loss"])

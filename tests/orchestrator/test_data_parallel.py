@@ -1,0 +1,119 @@
+"""Trials and base models on two Ray Train workers (gloo, real local Ray): one MLflow run per trial, metrics
+over the whole validation set, a base model that matches one process on the same global batch, and a
+study that asks for more than the cluster has refused before anything runs, and a worker killed mid-trial
+retried by Tune from the trial's checkpoint."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from orchestrator.run import check_cluster, run_study
+from orchestrator.validation import load_study
+from vared_core.engine import evaluate, fit, load_checkpoint, load_model
+from vared_core.engine.data import build_datasets
+from vared_core.models import get_model_cfg
+
+
+def _two_worker_study(tmp_path: Path, write_study) -> Path:
+    """X3D-M tiny without dropout (its training is well conditioned: see tests/vared_core/engine/
+    test_distributed.py), a base on 2 workers × 2 clips = 4 per step, one 2-worker dynamic trial."""
+    return write_study(
+        tmp_path, "dp",
+        base={"model": "x3d_m_tiny", "dropout": 0.0, "epochs": 2, "threads": 1,
+              "optim": {"lr": 0.05, "warmup_epochs": 0.5, "total_batch": 4}},
+        resources={"workers": 2, "cpu_per_worker": 1, "gpu_per_worker": 0},
+        max_concurrent=1,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_two_worker_study_keeps_one_run_per_trial_and_scores_the_whole_validation_set(
+    tmp_path: Path, write_study, local_ray
+) -> None:
+    study = load_study(_two_worker_study(tmp_path, write_study))
+    result = run_study(study, verbose=0)
+    client = MlflowClient(study.tracking_uri())
+    trials = result.tracker.child_runs()
+    assert len(trials) == 1 and trials[0].info.status == "FINISHED"
+    run = trials[0]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1, 2]  # each epoch once
+    assert run.data.params["resolved.workers"] == "2" and run.data.params["resolved.total_batch"] == "4"
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")} == {
+        "evaluation/feature_ratio.png", "evaluation/policy_by_dimension.png"}
+
+    # the trial's video_top1 and GFLOPs are those of its final model on every validation video
+    trial_dir = Path(study.storage) / "trials" / run.data.tags["trial_id"]
+    assert load_checkpoint(trial_dir / "checkpoints" / "epoch_0002")["recipe"]["workers"] == 2  # trained on both
+    model, config = load_model(trial_dir / "checkpoints" / "epoch_0002")
+    _, val_set = build_datasets(config.data, get_model_cfg(config.model), seed=config.seed)
+    again = evaluate(model, val_set, batch_size=2)
+    assert again.num_videos == len(val_set) > 1
+    assert run.data.metrics["video_top1"] == pytest.approx(again.video_top1)
+    assert run.data.metrics["gflops_avg"] == pytest.approx(again.gflops_avg, rel=1e-6)
+
+    # the base model trained on 2 workers is the one process trains on the same 4 clips a step
+    base_run = result.tracker.child_runs(role="base")[0]
+    assert base_run.data.params["resolved.workers"] == "2"
+    base_dir = next((Path(study.storage) / "bases").iterdir())
+    one = fit(study.base_config(tmp_path / "one_process", {}).model_copy(
+        update={"data": study.data.model_copy(update={"batch_size": 4})}))
+    two = load_checkpoint(base_dir / "checkpoints" / "epoch_0002")["model"]
+    for key, value in load_checkpoint(one.checkpoint)["model"].items():
+        if value.is_floating_point():
+            assert (value - two[key]).norm() <= 1e-4 * value.norm().clamp(min=1e-3), key
+
+
+def test_a_study_asking_for_more_than_the_cluster_is_refused_with_the_numbers(tmp_path: Path, write_study) -> None:
+    study = load_study(write_study(tmp_path, "big", resources={"workers": 2, "cpu_per_worker": 1,
+                                                              "base": {"workers": 8, "cpu_per_worker": 1, "gpu_per_worker": 1}}))
+    check_cluster(load_study(write_study(tmp_path, "fits", resources={"workers": 2, "cpu_per_worker": 1})),
+                  {"CPU": 2.0})  # fmt: skip
+    with pytest.raises(ValueError, match=r"big.yaml: resources.base: 8 worker\(s\) × 1 CPU = 8 CPU, but the Ray "
+                                         r"cluster has 2 CPU"):
+        check_cluster(study, {"CPU": 2.0})
+    with pytest.raises(ValueError, match=r"resources.base: 8 worker\(s\) × 1 GPU = 8 GPU, but the Ray cluster has 0 GPU"):
+        check_cluster(study, {"CPU": 16.0})
+
+
+def _train_workers() -> list[int]:
+    """Process ids of the Ray Train worker actors running now."""
+    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True).stdout
+    return [int(line.split(None, 1)[0]) for line in out.splitlines() if "RayTrainWorker" in line]
+
+
+def _kill_a_worker_after(storage: Path, epoch: int, killed: list[int], timeout: float = 600) -> None:
+    """Once some trial has checkpointed ``epoch``, kill -9 one of its Ray Train workers (mid-epoch)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not killed:
+        if list(storage.glob(f"trials/*/checkpoints/epoch_{epoch:04d}")) and (pids := _train_workers()):
+            os.kill(max(pids), signal.SIGKILL)
+            killed.append(max(pids))
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_makes_tune_retry_the_trial_from_its_checkpoint(tmp_path: Path, write_study, local_ray) -> None:
+    study = load_study(write_study(
+        tmp_path, "dpkill", trial={"epochs": 4, "lambda_e": 0.8, "dynamic": {"search_space": 2}, "threads": 1},
+        resources={"workers": 2, "cpu_per_worker": 1, "base": {"workers": 1}}, max_concurrent=1, max_failures=1,
+    ))  # fmt: skip
+    killed: list[int] = []
+    killer = threading.Thread(target=_kill_a_worker_after, args=(Path(study.storage), 2, killed), daemon=True)
+    killer.start()
+    result = run_study(study, verbose=0)
+    killer.join(timeout=5)
+    assert killed, "no Ray Train worker was found to kill"
+    trials = result.tracker.child_runs()
+    assert len(trials) == 1 and trials[0].info.status == "FINISHED"  # one run, finished by the retry
+    run = trials[0]
+    steps = [m.step for m in MlflowClient(study.tracking_uri()).get_metric_history(run.info.run_id, "loss")]
+    assert sorted(steps) == [1, 2, 3, 4]  # every epoch once: none lost with the worker, none logged twice
+    assert int(run.data.tags["resumed_from_epoch"]) >= 2  # the retry continued from a checkpoint
+    assert not result.failed
