@@ -20,8 +20,8 @@ import statistics
 import torch
 
 from vared_core.analysis.compare import variance_explained
+from vared_core.engine import load_model
 from vared_core.engine.data import build_datasets
-from vared_core.engine.train import load_model
 from vared_core.models import get_model_cfg
 
 

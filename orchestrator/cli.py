@@ -1,6 +1,6 @@
 """The `orchestrator` command: validate, run, and inspect YAML studies.
 
-    orchestrator validate studies/ablation.yaml
+    orchestrator validate studies/ablation.yaml [--address ray://head:10001]
     orchestrator run studies/smoke.yaml [--address ray://head:10001] [--resume] [--dry-run] [--set KEY=VALUE ...]
     orchestrator nightly studies/nightly.yaml [--baseline RUN_ID|FILE] [--update-baseline]
     orchestrator pareto studies/smoke.yaml
@@ -27,16 +27,29 @@ def _load(path: str, sets: list[str] | None = None):  # -> Study, or exits 2 wit
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from .validation import StudyError, parse_overrides, validate_study
+    import os
+
+    from .validation import StudyError, load_study, parse_overrides, validate_study
 
     try:
         overrides = parse_overrides(args.set)
     except StudyError as e:
         print(str(e), file=sys.stderr)
         return 2
-    status = 0
+    status, shapes = 0, {}
     for path in args.studies:
         problems = validate_study(path, overrides)
+        if not problems:  # the resources against the cluster the study would run on (as `run` would refuse them)
+            from .run import check_cluster, cluster_shape
+
+            study = load_study(path, overrides)
+            address = args.address or os.environ.get("RAY_ADDRESS") or study.ray.address
+            if address not in shapes:
+                shapes[address] = cluster_shape(address)
+            try:
+                check_cluster(study, *shapes[address])
+            except ValueError as e:
+                problems = [str(e)]
         if problems:
             status = 2
             print("\n".join(problems), file=sys.stderr)
@@ -138,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("validate", help="check study files completely; list every problem with its field and line")
     p.add_argument("studies", nargs="+")
+    p.add_argument("--address", help="check resources against this Ray cluster (default: RAY_ADDRESS, the study's "
+                                     "ray.address, this machine)")
     _add_set(p)
     p.set_defaults(func=_validate)
     p = sub.add_parser("run", help="run a study (base models, trials, MLflow, Pareto front)")

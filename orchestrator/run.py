@@ -34,7 +34,7 @@ from .pareto import Front, format_front
 from .schema import Study, Workers
 from .tracking import StudyTracker, close_orphans, load_study_state, log_front, save_study_state, study_trials
 
-__all__ = ["StudyResult", "check_cluster", "plan", "run_study"]
+__all__ = ["StudyResult", "check_cluster", "cluster_shape", "plan", "run_study"]
 
 _EXPERIMENT = "trials"  # the Tune experiment folder under <storage>/ray
 
@@ -196,21 +196,39 @@ def _trial_resources(workers: Workers) -> Any:
     return {"cpu": workers.cpu_per_worker, "gpu": workers.gpu_per_worker}
 
 
-def check_cluster(study: Study, cluster: dict[str, float]) -> None:
+def check_cluster(study: Study, cluster: dict[str, float], cluster_name: str = "the Ray cluster") -> None:
     """Refuse, before anything runs, a study whose trial or base model needs more CPUs or GPUs than the whole
-    Ray cluster has (``ray.cluster_resources()``), with the numbers and the field to change.
+    cluster has (``ray.cluster_resources()``, or `cluster_shape`), with the numbers and the field to change.
 
     Raises:
-        ValueError: naming the study file, the field, what it needs and what the cluster has.
+        ValueError: naming the study file, the field, what it needs and what ``cluster_name`` has.
     """
     where = str(study.source) if study.source is not None else study.name
     for name, w in (("resources", study.resources), ("resources.base", study.resources.for_base())):
         for kind, need, per in (("CPU", w.cpu, w.cpu_per_worker), ("GPU", w.gpu, w.gpu_per_worker)):
             have = cluster.get(kind, 0.0)
             if need > have:
-                raise ValueError(f"{where}: {name}: {w.workers} worker(s) × {per:g} {kind} = {need:g} {kind}, but the "
-                                 f"Ray cluster has {have:g} {kind}; lower {name}.workers or "
+                raise ValueError(f"{where}: {name}: {w.workers} worker(s) × {per:g} {kind} = {need:g} {kind}, but "
+                                 f"{cluster_name} has {have:g} {kind}; lower {name}.workers or "
                                  f"{name}.{kind.lower()}_per_worker, or add nodes")  # fmt: skip
+
+
+def cluster_shape(address: str | None) -> tuple[dict[str, float], str]:
+    """The CPUs and GPUs a study would run on, and how to name them: the Ray cluster at ``address`` (joined
+    for a moment, as a driver), or with no address the local Ray `run_study` would start on this machine
+    (its CPUs and CUDA devices, counted without starting Ray)."""
+    if address:
+        import ray
+
+        ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        try:
+            return dict(ray.cluster_resources()), f"the Ray cluster at {address}"
+        finally:
+            ray.shutdown()
+    import torch
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return {"CPU": float(cpus), "GPU": float(torch.cuda.device_count())}, "a local Ray on this machine"
 
 
 def _fit_at_once(available: dict[str, float], jobs: int, cpu: float, gpu: float) -> bool:

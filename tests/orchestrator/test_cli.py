@@ -24,6 +24,17 @@ def test_validate_says_ok_or_lists_each_problem_with_file_and_line(tmp_path: Pat
     assert str(good) + ":" not in err
 
 
+def test_validate_refuses_resources_this_machine_cannot_hold(tmp_path: Path, write_study, capsys) -> None:
+    """Without an address a study runs on a local Ray of this machine: resources past its CPUs are refused, with
+    the numbers, before anything runs (nothing is written, no Ray starts)."""
+    huge = write_study(tmp_path, "huge", resources={"workers": 64, "cpu_per_worker": 64})
+    assert main(["validate", str(huge)]) == 2
+    err = capsys.readouterr().err
+    assert f"{huge}: resources: 64 worker(s) × 64 CPU = 4096 CPU, but a local Ray on this machine has" in err
+    assert "lower resources.workers or resources.cpu_per_worker" in err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_set_that_is_not_key_value_is_refused(tmp_path: Path, write_study, capsys) -> None:
     assert main(["validate", str(write_study(tmp_path, "s")), "--set", "trial.epochs"]) == 2
     assert "--set 'trial.epochs': write KEY=VALUE" in capsys.readouterr().err

@@ -92,6 +92,13 @@ def two_nodes(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], set[str]]]:
 def test_a_study_runs_on_both_nodes_of_a_cluster(tmp_path: Path, write_study, two_nodes) -> None:
     address, env, nodes = two_nodes
     path = write_study(tmp_path, "cluster", grid={"dims": ["temporal", "channel", "both", "none"]}, max_concurrent=2)
+    # validate checks resources against the cluster it is pointed at (two nodes of one CPU each)
+    too_big = write_study(tmp_path, "too_big", resources={"workers": 3, "cpu_per_worker": 1})
+    check = subprocess.run([ORCHESTRATOR, "validate", str(path), str(too_big), "--address", address], env=env,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert check.returncode == 2 and check.stdout.strip() == f"{path}: ok", check.stdout + check.stderr[-2000:]
+    assert (f"{too_big}: resources: 3 worker(s) × 1 CPU = 3 CPU, but the Ray cluster at {address} has 2 CPU"
+            in check.stderr), check.stderr[-2000:]
     run = subprocess.run([ORCHESTRATOR, "run", str(path), "--address", address, "--verbose", "0"], env=env,
                          capture_output=True, text=True, timeout=600)  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

@@ -15,7 +15,8 @@ from .checkpoint import CheckpointError, checkpoint_dirs, latest_checkpoint, loa
 from .config import ConfigError, DataConfig, OptimConfig, ResolvedOptim, SyntheticData, TrainConfig, load_config, resolve_optim
 from .data import ClipGeometry, build_datasets, clip_geometry, ensure_synthetic
 from .evaluate import EvalResult, VideoRow, centre_views, evaluate, score_views
-from .train import FitResult, TrainingDiverged, build_run_model, fit, load_model
+from .run_model import build_run_model, load_model
+from .train import FitResult, TrainingDiverged, fit
 
 __all__ = [
     "CheckpointError",

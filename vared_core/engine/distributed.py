@@ -13,11 +13,14 @@ Example:
 """
 from __future__ import annotations
 
+import os
 from typing import Any, NamedTuple
 
+import numpy as np
+import torch
 import torch.distributed as dist
 
-__all__ = ["World", "gather_objects", "shard_of", "world"]
+__all__ = ["World", "all_ranks_sum", "device_for", "gather_objects", "rank_seed", "shard_of", "world"]
 
 
 class World(NamedTuple):
@@ -53,3 +56,30 @@ def gather_objects(obj: Any, w: World) -> list[Any]:
     parts: list[Any] = [None] * w.size
     dist.all_gather_object(parts, obj)
     return parts
+
+
+def device_for(name: str, w: World) -> torch.device:
+    """The device of ``name``; ``"auto"`` and a bare ``"cuda"`` take, in a process group, this process's GPU
+    (``LOCAL_RANK``, which torchrun and Ray Train set, over the visible GPUs)."""
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device: {name!r} was asked for but CUDA is not available")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if name in ("auto", "cuda"):
+        index = int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count() if w.size > 1 else None
+        return torch.device("cuda", index)
+    return torch.device(name)
+
+
+def rank_seed(seed: int, epoch: int, rank: int) -> int:
+    """The global RNG seed of ``rank`` in ``epoch`` of a data-parallel run: random draws that differ per clip
+    (the policy warm-up, dropout) differ per rank, reproducibly."""
+    return int(np.random.SeedSequence([seed, epoch, rank, 0xD15C]).generate_state(1)[0])
+
+
+def all_ranks_sum(values: torch.Tensor, w: World) -> torch.Tensor:
+    """``values`` summed over every rank (a copy; ``values`` itself for one process)."""
+    if w.size > 1:
+        values = values.clone()
+        dist.all_reduce(values)
+    return values

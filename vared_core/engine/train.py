@@ -26,8 +26,6 @@ and every rank calls ``on_epoch`` (Ray Train's report is a barrier). Random draw
 from __future__ import annotations
 
 import json
-import math
-import os
 import time
 import warnings
 from collections.abc import Callable
@@ -36,7 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -44,36 +41,31 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from vared_core.data import make_loader
-from vared_core.dynamic import (
-    ChannelCheapOp,
-    SoftModulationGate,
-    TemporalCheapOp,
-    clip_gflops,
-    dynamic_layers,
-    dynamize,
-    efficiency_loss,
-    random_policy,
-    track_costs,
-)
-from vared_core.models import build_model, get_model_cfg
+from vared_core.dynamic import ChannelCheapOp, TemporalCheapOp, clip_gflops, dynamic_layers, efficiency_loss, random_policy
+from vared_core.models import get_model_cfg
 
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint, set_aside_later
 from .config import ResolvedOptim, TrainConfig, resolve_optim
-from .data import build_datasets, clip_geometry
-from .distributed import World, world
-from .dotted import flatten_dotted
+from .data import build_datasets
+from .distributed import all_ranks_sum, device_for, rank_seed, world
 from .evaluate import EvalResult, evaluate
+from .optimizer import build_optimizer, gate_parameters
+from .run_model import build_run_model
 from .sync_batchnorm import sync_batchnorm
 
-__all__ = ["FitResult", "TrainingDiverged", "build_run_model", "fit", "load_model"]
+__all__ = ["FitResult", "TrainingDiverged", "fit"]
 
 #: on_epoch(epoch, metrics, checkpoint_dir): epoch counts from 1; checkpoint_dir holds that epoch's checkpoint
 EpochCallback = Callable[[int, dict[str, float], Path], None]
 
 #: config fields a resumed run may change (where it runs, how it logs); everything else must match
 _RESUME_FREE = {"output_dir", "resume_from", "device", "threads", "keep_checkpoints", "eval_every", "amp"}
-#: the batch per worker may change with the worker count; the clips per optimizer step may not (checked apart)
-_RESUME_FREE_DATA = {"num_workers", "eval_batch_size", "root", "train_list", "val_list", "synthetic", "batch_size"}
+#: fields inside a section a resumed run may change: the batch per worker goes with the worker count, and the
+#: clips per optimizer step are checked as resolved (``optim.total_batch`` None on 2 workers × 2 clips is 4)
+_RESUME_FREE_NESTED = {
+    "data": {"num_workers", "eval_batch_size", "root", "train_list", "val_list", "synthetic", "batch_size"},
+    "optim": {"total_batch"},
+}
 
 
 class TrainingDiverged(RuntimeError):
@@ -94,136 +86,6 @@ class FitResult:
     recipe: ResolvedOptim | None = None
 
 
-def _device(name: str, w: World) -> torch.device:
-    """The device of ``name``; ``"auto"`` and a bare ``"cuda"`` take, in a process group, this process's GPU
-    (``LOCAL_RANK``, which torchrun and Ray Train set, over the visible GPUs)."""
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device: {name!r} was asked for but CUDA is not available")
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if name in ("auto", "cuda"):
-        index = int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count() if w.size > 1 else None
-        return torch.device("cuda", index)
-    return torch.device(name)
-
-
-def _rank_seed(seed: int, epoch: int, rank: int) -> int:
-    """The global RNG seed of ``rank`` in ``epoch`` of a data-parallel run."""
-    return int(np.random.SeedSequence([seed, epoch, rank, 0xD15C]).generate_state(1)[0])
-
-
-def _all_ranks_sum(values: torch.Tensor, w: World) -> torch.Tensor:
-    if w.size > 1:
-        values = values.clone()
-        dist.all_reduce(values)
-    return values
-
-
-def build_run_model(config: TrainConfig, num_classes: int, *, load_base: bool = True) -> nn.Module:
-    """The model of a run: the static backbone, and for stage ``dynamic`` that backbone dynamized with the
-    run's spec. With ``load_base`` the run's ``base_checkpoint`` starts it: a base run's static weights are
-    loaded before dynamizing, a dynamic run's whole model (gates and cheap ops too) after. Costs are tracked
-    either way."""
-    mcfg = get_model_cfg(config.model)
-    geo = clip_geometry(config.data, mcfg)
-    model = build_model(
-        config.model, num_classes, num_frames=geo.num_frames, crop_size=geo.crop_size, width=config.width,
-        dropout=config.dropout,
-    )
-    start = _start_state(config) if config.base_checkpoint is not None and load_base else None
-    if start is not None and start["config"].get("stage") == "base":
-        _load_start(model, config, num_classes, start)
-    if config.stage == "dynamic":
-        spec = config.spec
-        assert spec is not None
-        if not spec.is_static:  # a static spec (S = 1, or both dims off) is the fine-tuned base itself
-            dynamize(model, spec, clip_shape=geo.clip_shape, include=mcfg.dynamic_include)
-    if start is not None and start["config"].get("stage") == "dynamic":
-        _load_start(model, config, num_classes, start)
-    track_costs(model)
-    return model
-
-
-#: DynamicSpec fields that only set how a fresh dynamic layer starts, so a run that continues a dynamic
-#: checkpoint may state them differently
-_SPEC_INIT_ONLY = {"gate.bias_full", "gate.bias_reduced", "cheap_ops.zero_init"}
-
-
-def _start_state(config: TrainConfig) -> dict[str, Any]:
-    """The ``base_checkpoint`` a run starts from, checked to fit it: the same backbone and width, and for a
-    dynamic checkpoint (the seed's second stage) the same dynamic layers."""
-    path = config.base_checkpoint
-    state = load_checkpoint(path)  # type: ignore[arg-type]
-    start = state["config"]
-    stage = start.get("stage")
-    if stage not in ("base", "dynamic"):
-        raise CheckpointError(f"base_checkpoint {path}: config.stage is {stage!r}, not 'base' or 'dynamic'")
-    wanted = {"model": config.model, "width": config.width}
-    found = {k: start.get(k) for k in wanted}
-    if found != wanted:
-        raise CheckpointError(f"base_checkpoint {path}: trained as {found}, this run needs {wanted}")
-    if stage == "dynamic":
-        if config.stage != "dynamic":
-            raise CheckpointError(f"base_checkpoint {path}: a dynamic run's checkpoint cannot start a base run")
-        mine = flatten_dotted(config.spec.to_dict())  # type: ignore[union-attr]
-        theirs = flatten_dotted(TrainConfig.model_validate(start).spec.to_dict())  # type: ignore[union-attr]
-        diffs = [f"dynamic.{k}: {theirs[k]!r} there, {mine[k]!r} here" for k in mine
-                 if k not in _SPEC_INIT_ONLY and mine[k] != theirs.get(k)]
-        if diffs:
-            raise CheckpointError(f"base_checkpoint {path}: its dynamic layers differ from this run's: " + "; ".join(diffs))
-    return state
-
-
-def _load_start(model: nn.Module, config: TrainConfig, num_classes: int, state: dict[str, Any]) -> None:
-    try:
-        model.load_state_dict(state["model"], strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(
-            f"base_checkpoint {config.base_checkpoint}: weights do not fit {config.model} with {num_classes} classes: "
-            f"{str(e).splitlines()[0]} …"
-        ) from None
-
-
-def load_model(path: str | Path, device: str = "cpu") -> tuple[nn.Module, TrainConfig]:
-    """Rebuild a trained model (static or dynamic) from any checkpoint of a run."""
-    state = load_checkpoint(path)
-    config = TrainConfig.model_validate(state["config"])
-    model = build_run_model(config, int(state["num_classes"]), load_base=False)
-    model.load_state_dict(state["model"])
-    return model.to(device), config
-
-
-def _gate_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """The parameters of every soft modulation gate in ``model``."""
-    return [p for m in model.modules() if isinstance(m, SoftModulationGate) for p in m.parameters()]
-
-
-def _param_groups(model: nn.Module, lr: float, weight_decay: float, gate_lr_mult: float) -> list[dict[str, Any]]:
-    """SGD groups: weight decay on conv/linear weights only; the gates' parameters at ``lr · gate_lr_mult``."""
-    gate_params = {id(p) for p in _gate_parameters(model)}
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
-    for module in model.modules():
-        for name, p in module.named_parameters(recurse=False):
-            if not p.requires_grad:
-                continue
-            is_weight = name == "weight" and isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))
-            groups.setdefault((is_weight, id(p) in gate_params), []).append(p)
-    return [
-        {"params": params, "weight_decay": weight_decay if decay else 0.0, "lr": lr * (gate_lr_mult if gate else 1.0)}
-        for (decay, gate), params in sorted(groups.items())
-    ]
-
-
-def _lr_lambda(total_steps: int, warmup_steps: int, min_ratio: float) -> Callable[[int], float]:
-    def f(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return f
-
-
 def _check_resume(config: TrainConfig, saved: dict[str, Any], path: Path) -> None:
     now = config.to_dict()
     try:  # fields added to TrainConfig since the checkpoint was written compare as their defaults
@@ -234,14 +96,11 @@ def _check_resume(config: TrainConfig, saved: dict[str, Any], path: Path) -> Non
     for key in sorted(set(now) | set(saved)):
         if key in _RESUME_FREE:
             continue
-        if key == "data":
-            a = {k: v for k, v in now["data"].items() if k not in _RESUME_FREE_DATA}
-            b = {k: v for k, v in saved.get("data", {}).items() if k not in _RESUME_FREE_DATA}
-            diffs += [f"data.{k}: {b.get(k)!r} → {a.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-        elif key == "optim":  # the total batch is checked as resolved: None on 2 × 2 clips is 4
-            a = {k: v for k, v in now["optim"].items() if k != "total_batch"}
-            b = {k: v for k, v in saved.get("optim", {}).items() if k != "total_batch"}
-            diffs += [f"optim.{k}: {b.get(k)!r} → {a.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        if key in _RESUME_FREE_NESTED:
+            free = _RESUME_FREE_NESTED[key]
+            a = {k: v for k, v in now[key].items() if k not in free}
+            b = {k: v for k, v in saved.get(key, {}).items() if k not in free}
+            diffs += [f"{key}.{k}: {b.get(k)!r} → {a.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
         elif now.get(key) != saved.get(key):
             diffs.append(f"{key}: {saved.get(key)!r} → {now.get(key)!r}")
     if diffs:
@@ -256,7 +115,7 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
         CheckpointError: a base or resume checkpoint that is missing or does not fit this run.
     """
     w = world()
-    device = _device(config.device, w)
+    device = device_for(config.device, w)
     if device.type == "cuda" and device.index is not None:
         torch.cuda.set_device(device)
     if config.threads is not None:
@@ -278,12 +137,12 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
     recipe = resolve_optim(config, mcfg, workers=w.size)
     if state is not None:  # a checkpoint from before data parallelism trained one process on data.batch_size
         saved_total = state.get("recipe", {}).get("total_batch", state["config"]["data"]["batch_size"])
-    if state is not None and saved_total != recipe.total_batch:
-        raise CheckpointError(
-            f"resume_from {resume_path}: trained with {saved_total} clips per step, this run has {recipe.total_batch} "
-            f"({recipe.workers} workers × data.batch_size {config.data.batch_size}); set optim.total_batch: "
-            f"{saved_total} to resume on another worker count"
-        )
+        if saved_total != recipe.total_batch:
+            raise CheckpointError(
+                f"resume_from {resume_path}: trained with {saved_total} clips per step, this run has "
+                f"{recipe.total_batch} ({recipe.workers} workers × data.batch_size {config.data.batch_size}); "
+                f"set optim.total_batch: {saved_total} to resume on another worker count"
+            )
 
     train_set, val_set = build_datasets(config.data, mcfg, seed=config.seed)
     num_classes = config.num_classes or train_set.num_classes
@@ -314,16 +173,8 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
         )
     # random policies need dynamic layers; S = 1 (static) has none: nothing to warm up
     warmup_policy_steps = round(config.policy_warmup_epochs * steps_per_epoch) if dynamic_layers(model) else 0
-    lr, wd = recipe.lr, recipe.weight_decay
-    gate_params = _gate_parameters(model)
-    optimizer = torch.optim.SGD(
-        _param_groups(model, lr, wd, config.optim.gate_lr_mult), lr=lr, momentum=config.optim.momentum, nesterov=config.optim.nesterov
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        _lr_lambda(steps_per_epoch * config.epochs, round(steps_per_epoch * recipe.warmup_epochs),
-                   config.optim.min_lr_ratio),
-    )  # fmt: skip
+    gate_params = gate_parameters(model)
+    optimizer, scheduler = build_optimizer(model, config, recipe, steps_per_epoch)
     use_amp = config.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
@@ -369,7 +220,7 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
     for epoch in range(start_epoch, config.epochs):
         train_set.set_epoch(epoch)
         if w.size > 1:
-            torch.manual_seed(_rank_seed(config.seed, epoch, w.rank))
+            torch.manual_seed(rank_seed(config.seed, epoch, w.rank))
         model.train()
         t0 = time.perf_counter()
         sums = {"loss": 0.0, "train_ce": 0.0, "train_efficiency": 0.0, "train_top1": 0.0, "train_gflops": 0.0}
@@ -395,7 +246,7 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
                     ce = F.cross_entropy(logits, y)
                     eff = efficiency_loss(model, logits, y) if config.stage == "dynamic" else ce.new_zeros(())
                     loss = ce + config.lambda_e * eff
-                if not bool(_all_ranks_sum((~torch.isfinite(loss.detach())).float().reshape(1), w).item() == 0):
+                if all_ranks_sum((~torch.isfinite(loss.detach())).float().reshape(1), w).item() > 0:  # any rank
                     raise TrainingDiverged(
                         f"{config.output_dir}: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} "
                         f"(cross-entropy {ce.item():.4g}, efficiency {eff.item():.4g}"
@@ -420,7 +271,7 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
-        totals = _all_ranks_sum(torch.tensor([*sums.values(), seen], dtype=torch.float64), w).tolist()
+        totals = all_ranks_sum(torch.tensor([*sums.values(), seen], dtype=torch.float64), w).tolist()
         metrics: dict[str, float] = {k: v / totals[-1] for k, v in zip(sums, totals)}
         epoch_time = torch.tensor([time.perf_counter() - t0], dtype=torch.float64)
         if w.size > 1:  # the epoch lasted as long as its slowest rank

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vared_core.engine import SyntheticData, ensure_synthetic
+from vared_core.engine import DataConfig, SyntheticData, ensure_synthetic
 
 _SMALL = dict(classes=2, videos_per_class=4, frames=4, size=32, seed=0)
 
@@ -42,9 +42,7 @@ def test_a_cue_set_records_how_its_cue_was_drawn_and_an_older_one_is_refused(tmp
         ensure_synthetic(spec.model_copy(update={"appearance_fast": None}))
 
 
-def _data(tmp_path: Path, **kw) -> "DataConfig":
-    from vared_core.engine import DataConfig
-
+def _data(tmp_path: Path, **kw) -> DataConfig:
     return DataConfig(synthetic=SyntheticData(root=tmp_path / "synth", **{**_SMALL, "frames": 8}),
                       num_frames=4, frame_stride=1, crop_size=32, flip=False, **kw)
 
