@@ -42,7 +42,7 @@ def _stop(procs: list[subprocess.Popen]) -> None:
             os.killpg(p.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 5  # a node that has not stopped by then is killed with its whole group
     for p in procs:
         try:
             p.wait(timeout=max(0.1, deadline - time.monotonic()))

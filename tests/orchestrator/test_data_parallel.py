@@ -1,7 +1,7 @@
 """Trials and base models on two Ray Train workers (gloo, real local Ray): one MLflow run per trial, metrics
-over the whole validation set, a base model that matches one process on the same global batch, and a
-study that asks for more than the cluster has refused before anything runs, and a worker killed mid-trial
-retried by Tune from the trial's checkpoint."""
+over the whole validation set, a base model that matches one process on the same global batch, a worker
+killed mid-trial retried by Tune from the trial's checkpoint; and a study that asks for more than the
+cluster has refused before anything runs."""
 from __future__ import annotations
 
 import os
@@ -23,35 +23,48 @@ from vared_core.models import get_model_cfg
 
 def _two_worker_study(tmp_path: Path, write_study) -> Path:
     """X3D-M tiny without dropout (its training is well conditioned: see tests/vared_core/engine/
-    test_distributed.py), a base on 2 workers × 2 clips = 4 per step, one 2-worker dynamic trial."""
+    test_distributed.py), a base on 2 workers × 2 clips = 4 per step, one 2-worker dynamic trial of 3 epochs
+    that Tune may retry once."""
     return write_study(
         tmp_path, "dp",
         base={"model": "x3d_m_tiny", "dropout": 0.0, "epochs": 2, "threads": 1,
               "optim": {"lr": 0.05, "warmup_epochs": 0.5, "total_batch": 4}},
+        trial={"epochs": 3, "lambda_e": 0.8, "dynamic": {"search_space": 2}, "threads": 1},
         resources={"workers": 2, "cpu_per_worker": 1, "gpu_per_worker": 0},
-        max_concurrent=1,
+        max_concurrent=1, max_failures=1,
     )  # fmt: skip
 
 
 @pytest.mark.slow
-def test_a_two_worker_study_keeps_one_run_per_trial_and_scores_the_whole_validation_set(
+def test_a_two_worker_study_survives_a_killed_worker_with_one_run_scored_on_the_whole_validation_set(
     tmp_path: Path, write_study, local_ray
 ) -> None:
+    """One study: a 2-worker base, then a 2-worker trial, one of whose Ray Train workers is killed (-9) once the
+    trial has checkpointed epoch 1; Tune retries the trial from that checkpoint (one study, so one Ray Train
+    start-up for each fit instead of two studies)."""
     study = load_study(_two_worker_study(tmp_path, write_study))
+    killed: list[int] = []
+    killer = threading.Thread(target=_kill_a_worker_after, args=(Path(study.storage), 1, killed), daemon=True)
+    killer.start()
     result = run_study(study, verbose=0)
+    killer.join(timeout=5)
+    assert killed, "no Ray Train worker was found to kill"
     client = MlflowClient(study.tracking_uri())
     trials = result.tracker.child_runs()
-    assert len(trials) == 1 and trials[0].info.status == "FINISHED"
+    assert len(trials) == 1 and trials[0].info.status == "FINISHED"  # one run, finished by the retry
+    assert not result.failed
     run = trials[0]
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1, 2]  # each epoch once
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+    assert sorted(steps) == [1, 2, 3]  # every epoch once: none lost with the worker, none logged twice
+    assert int(run.data.tags["resumed_from_epoch"]) >= 1  # the retry continued from a checkpoint
     assert run.data.params["resolved.workers"] == "2" and run.data.params["resolved.total_batch"] == "4"
     assert {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")} == {
         "evaluation/feature_ratio.png", "evaluation/policy_by_dimension.png"}
 
     # the trial's video_top1 and GFLOPs are those of its final model on every validation video
     trial_dir = Path(study.storage) / "trials" / run.data.tags["trial_id"]
-    assert load_checkpoint(trial_dir / "checkpoints" / "epoch_0002")["recipe"]["workers"] == 2  # trained on both
-    model, config = load_model(trial_dir / "checkpoints" / "epoch_0002")
+    assert load_checkpoint(trial_dir / "checkpoints" / "epoch_0003")["recipe"]["workers"] == 2  # trained on both
+    model, config = load_model(trial_dir / "checkpoints" / "epoch_0003")
     _, val_set = build_datasets(config.data, get_model_cfg(config.model), seed=config.seed)
     again = evaluate(model, val_set, batch_size=2)
     assert again.num_videos == len(val_set) > 1
@@ -96,24 +109,3 @@ def _kill_a_worker_after(storage: Path, epoch: int, killed: list[int], timeout: 
             os.kill(max(pids), signal.SIGKILL)
             killed.append(max(pids))
         time.sleep(0.2)
-
-
-@pytest.mark.slow
-def test_a_killed_worker_makes_tune_retry_the_trial_from_its_checkpoint(tmp_path: Path, write_study, local_ray) -> None:
-    study = load_study(write_study(
-        tmp_path, "dpkill", trial={"epochs": 4, "lambda_e": 0.8, "dynamic": {"search_space": 2}, "threads": 1},
-        resources={"workers": 2, "cpu_per_worker": 1, "base": {"workers": 1}}, max_concurrent=1, max_failures=1,
-    ))  # fmt: skip
-    killed: list[int] = []
-    killer = threading.Thread(target=_kill_a_worker_after, args=(Path(study.storage), 2, killed), daemon=True)
-    killer.start()
-    result = run_study(study, verbose=0)
-    killer.join(timeout=5)
-    assert killed, "no Ray Train worker was found to kill"
-    trials = result.tracker.child_runs()
-    assert len(trials) == 1 and trials[0].info.status == "FINISHED"  # one run, finished by the retry
-    run = trials[0]
-    steps = [m.step for m in MlflowClient(study.tracking_uri()).get_metric_history(run.info.run_id, "loss")]
-    assert sorted(steps) == [1, 2, 3, 4]  # every epoch once: none lost with the worker, none logged twice
-    assert int(run.data.tags["resumed_from_epoch"]) >= 2  # the retry continued from a checkpoint
-    assert not result.failed
