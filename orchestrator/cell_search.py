@@ -38,9 +38,15 @@ class CellSearch(Searcher):
         searchers: one searcher per cell, already configured (space, metric(s), mode(s), seed).
         cells: the grid cells, in the same order.
         num_samples: trials per cell.
+        max_concurrent: at most this many trials run at once (``None``: as many as the cluster holds). Tune
+            ignores ``TuneConfig.max_concurrent_trials`` for a search algorithm that is already a
+            `SearchGenerator`, and its `ConcurrencyLimiter` forgets the running trials on a resume (it would
+            then keep their results from the cells' samplers), so the limit is kept here, restored from
+            the trial states Tune saved.
     """
 
-    def __init__(self, searchers: list[Searcher], cells: list[dict[str, Any]], num_samples: int) -> None:
+    def __init__(self, searchers: list[Searcher], cells: list[dict[str, Any]], num_samples: int,
+                 max_concurrent: int | None = None) -> None:  # fmt: skip
         if len(searchers) != len(cells):
             raise ValueError(f"CellSearch: {len(searchers)} searchers for {len(cells)} cells")
         super().__init__()
@@ -50,6 +56,8 @@ class CellSearch(Searcher):
         self.owner: dict[str, int] = {}  # trial id → cell index
         self.adopted: set[str] = set()  # restored trials this searcher's saved state did not know
         self.turn = 0
+        self.max_concurrent = max_concurrent
+        self.live: set[str] = set()  # trials suggested or restored that have not completed
 
     def search_alg(self) -> SearchGenerator:
         """This searcher in the Tune wrapper to pass as ``TuneConfig(search_alg=…, num_samples=-1)``."""
@@ -59,6 +67,10 @@ class CellSearch(Searcher):
         return True  # the cells' searchers carry their own objectives and spaces
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if all(left <= 0 for left in self.left):
+            return Searcher.FINISHED
+        if self.max_concurrent is not None and len(self.live) >= self.max_concurrent:
+            return None  # Tune asks again when a trial completes
         n = len(self.cells)
         for k in range(n):
             i = (self.turn + k) % n
@@ -72,6 +84,7 @@ class CellSearch(Searcher):
                 continue
             self.left[i] -= 1
             self.owner[trial_id] = i
+            self.live.add(trial_id)
             self.turn = (i + 1) % n
             return {"cell": self.cells[i], **params}
         return Searcher.FINISHED if all(left <= 0 for left in self.left) else None
@@ -81,17 +94,20 @@ class CellSearch(Searcher):
             self.searchers[self.owner[trial_id]].on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self.live.discard(trial_id)
         if trial_id in self.owner and trial_id not in self.adopted:
             self.searchers[self.owner[trial_id]].on_trial_complete(trial_id, result=result, error=error)
 
-    def reconcile(self, trials: dict[str, dict[str, Any]]) -> None:
+    def reconcile(self, trials: dict[str, dict[str, Any]], unfinished: set[str] | None = None) -> None:
         """Make the bookkeeping agree with the trials Tune restored (trial id → config).
 
         A trial this searcher suggested but the list lacks is owed again, and reported failed to its
         cell's searcher so that sampler does not wait on it. A listed trial this searcher does not know
         is adopted: it counts against its cell, its results are not fed to that cell's sampler (which
-        never saw its suggestion).
+        never saw its suggestion). The running trials are the restored ``unfinished`` ones (Tune runs them
+        again and reports their completion).
         """
+        self.live = set(unfinished or ()) & set(trials)
         for trial_id, i in list(self.owner.items()):
             if trial_id not in trials:
                 del self.owner[trial_id]
@@ -113,9 +129,11 @@ class CellSearch(Searcher):
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(pickle.load(f))
         self.__dict__.setdefault("adopted", set())  # a state saved before adoption existed
-        trials = saved_trials(Path(checkpoint_path).parent)
-        if trials is not None:
-            self.reconcile(trials)
+        self.__dict__.setdefault("max_concurrent", None)  # and before the concurrency limit
+        states = _saved_states(Path(checkpoint_path).parent)
+        if states is not None:
+            self.reconcile({t.trial_id: t.config for t in states},
+                           {t.trial_id for t in states if t.status not in ("TERMINATED", "ERROR")})
 
 
 class GridCell(Searcher):
@@ -138,14 +156,20 @@ class _QuotaGenerator(SearchGenerator):
         super().set_state({**state, "finished": False})
 
 
-def saved_trials(experiment_dir: Path) -> dict[str, dict[str, Any]] | None:
-    """Trial id → config of the trials in the newest Tune experiment state under ``experiment_dir``
-    (the file Tune resumes from: the greatest ``experiment_state-*.json`` name), or None if there is none."""
+def _saved_states(experiment_dir: Path) -> list[Any] | None:
+    """The trials (stubs, with id, config and status) in the newest Tune experiment state under
+    ``experiment_dir`` (the file Tune resumes from: the greatest ``experiment_state-*.json`` name), or None."""
     from ray.tune.experiment.trial import Trial
 
     states = sorted(Path(experiment_dir).glob("experiment_state-*.json"))
     if not states:
         return None
     trial_data = json.loads(states[-1].read_text())["trial_data"]
-    trials = (Trial.from_json_state(state, stub=True) for state, _metadata in trial_data)
-    return {t.trial_id: t.config for t in trials}
+    return [Trial.from_json_state(state, stub=True) for state, _metadata in trial_data]
+
+
+def saved_trials(experiment_dir: Path) -> dict[str, dict[str, Any]] | None:
+    """Trial id → config of the trials in the newest Tune experiment state under ``experiment_dir``, or None
+    if there is none."""
+    states = _saved_states(experiment_dir)
+    return None if states is None else {t.trial_id: t.config for t in states}

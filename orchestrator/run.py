@@ -21,15 +21,14 @@ step with the searcher's saved state.
 """
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .bases import base_folder, base_id, base_overrides, is_trained
+from .console import quiet_libraries, scoped_environment
 from .pareto import Front, format_front
 from .schema import Study, Workers
 from .tracking import StudyTracker, close_orphans, load_study_state, log_front, save_study_state, study_trials
@@ -71,24 +70,14 @@ def plan(study: Study) -> dict[str, Any]:
     }  # fmt: skip
 
 
-@contextlib.contextmanager
-def _tune_environment() -> Iterator[None]:
-    """`_TUNE_ENV` for the duration of a run (values a user set win), restored afterwards."""
-    before = {k: os.environ.get(k) for k in _TUNE_ENV}
-    for k, v in _TUNE_ENV.items():
-        os.environ.setdefault(k, v)
-    try:
-        yield
-    finally:
-        for k, v in before.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def run_study(study: Study, *, address: str | None = None, resume: bool = False, verbose: int = 1) -> StudyResult:
-    """Run (or, with ``resume``, continue) a validated study; see the module doc."""
+    """Run (or, with ``resume``, continue) a validated study; see the module doc. ``verbose``: 0 prints
+    nothing, 1 a line per finished trial and the front, 2 also the libraries' own logs (`quiet_libraries`)."""
+    with quiet_libraries(verbose):
+        return _run_study(study, address=address, resume=resume, verbose=verbose)
+
+
+def _run_study(study: Study, *, address: str | None, resume: bool, verbose: int) -> StudyResult:
     import ray
     from ray import tune
 
@@ -144,10 +133,10 @@ def run_study(study: Study, *, address: str | None = None, resume: bool = False,
             searchers, per_cell = [searcher(study, i) for i in range(len(cells))], study.search.num_samples
         else:  # a pure grid: every cell one trial
             searchers, per_cell = [GridCell() for _ in cells], 1
-        search_alg = CellSearch(searchers, cells, per_cell).search_alg()
+        search_alg = CellSearch(searchers, cells, per_cell, max_concurrent=study.max_concurrent).search_alg()
         # num_samples=-1: the cells' quotas say when the study is done (Tune's own count can go stale on resume)
         tune_config = tune.TuneConfig(num_samples=-1, search_alg=search_alg, reuse_actors=True,
-                                      max_concurrent_trials=study.max_concurrent, scheduler=scheduler(study))
+                                      scheduler=scheduler(study))  # max_concurrent: in search_alg
         path = storage / "ray" / _EXPERIMENT
         if resume and tune.Tuner.can_restore(str(path)):
             tuner = tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=False,
@@ -155,7 +144,7 @@ def run_study(study: Study, *, address: str | None = None, resume: bool = False,
         else:
             tuner = tune.Tuner(trainable, run_config=tune.RunConfig(name=_EXPERIMENT, **run_cfg),
                                tune_config=tune_config)  # fmt: skip
-        with _tune_environment():
+        with scoped_environment(_TUNE_ENV):
             tuner.fit()
         close_orphans(tracker, set(saved_trials(path) or {}))
         ray.get(list(bases.values()))  # a base that failed fails the study (its trials failed waiting for it)

@@ -56,6 +56,23 @@ def test_reconcile_owes_a_lost_suggestion_again_and_adopts_an_unknown_trial() ->
     assert [t.value for t in search.searchers[1]._ot_study.trials] == [55.0]
 
 
+def test_max_concurrent_holds_suggestions_until_a_trial_completes_and_counts_restored_running_trials() -> None:
+    cells = [{"dims": "temporal"}, {"dims": "both"}]
+    search = CellSearch([_optuna(0), _optuna(1)], cells, num_samples=2, max_concurrent=2)
+    first = [search.suggest("t0"), search.suggest("t1")]
+    assert all(isinstance(g, dict) for g in first)
+    assert search.suggest("t2") is None  # two running: wait (None), not FINISHED
+    search.on_trial_complete("t0", {"video_top1": 50.0})
+    assert isinstance(search.suggest("t2"), dict) and search.suggest("t3") is None
+    # a resume: Tune restored t1 and t2 as still running, t0 finished; only one more may start once one ends
+    search.reconcile({"t0": first[0], "t1": first[1], "t2": {"cell": cells[0]}}, unfinished={"t1", "t2"})
+    assert search.live == {"t1", "t2"} and search.suggest("t4") is None
+    search.on_trial_complete("t2", {"video_top1": 40.0})
+    last = search.suggest("t4")
+    assert last["cell"] == {"dims": "both"} and search.live == {"t1", "t4"}
+    assert search.suggest("t5") == Searcher.FINISHED  # every cell's quota spent: done, however many run
+
+
 def _no_op(config: dict) -> dict:
     return {"video_top1": config["lambda_e"]}
 
@@ -69,8 +86,8 @@ def test_resume_runs_a_trial_the_saved_trial_list_lost(tmp_path: Path, local_ray
     cells = [{"dims": "temporal"}, {"dims": "both"}]
 
     def tuner() -> tune.Tuner:
-        config = tune.TuneConfig(num_samples=-1, search_alg=CellSearch([_optuna(0), _optuna(1)], cells, 2).search_alg(),
-                                 max_concurrent_trials=1)  # fmt: skip
+        search = CellSearch([_optuna(0), _optuna(1)], cells, 2, max_concurrent=1)
+        config = tune.TuneConfig(num_samples=-1, search_alg=search.search_alg())
         return tune.Tuner(_no_op, tune_config=config,
                           run_config=tune.RunConfig(name="exp", storage_path=str(tmp_path), verbose=0))  # fmt: skip
 

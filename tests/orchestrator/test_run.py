@@ -19,6 +19,9 @@ from orchestrator.validation import load_study
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
+#: what Ray, Tune, Optuna and MLflow print of their own on a study run (hidden unless -v)
+BANNERS = ("Token authentication", "A new study created", "Configuration for experiment", "View detailed results",
+           "TensorBoard", "MLflow database tables", "max_concurrent_trials", "Number of trials")
 
 
 def _children(result) -> list:
@@ -155,15 +158,16 @@ def test_killed_driver_resumes_with_every_trial_once(search: str, tmp_path: Path
     path = write_study(tmp_path, "resume", **axes, max_concurrent=1,
                        trial={"epochs": 3, "lambda_e": 0.8, "dynamic": {"search_space": 2}, "threads": 1})  # fmt: skip
     study = load_study(path)
-    cmd = [sys.executable, "-m", "orchestrator.cli", "run", str(path), "--verbose", "0"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    driver = subprocess.Popen(cmd, start_new_session=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cmd = [sys.executable, "-m", "orchestrator.cli", "run", str(path)]  # the default console, as users see it
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")} | {"PYTHONUNBUFFERED": "1"}
+    console = tmp_path / "console.txt"
+    driver = subprocess.Popen(cmd, start_new_session=True, env=env, stdout=console.open("w"), stderr=subprocess.STDOUT)
     client = None
     deadline = time.time() + 300
     try:
         while time.time() < deadline:  # kill once one trial is done and the next has started
             time.sleep(1.0)
-            assert driver.poll() is None, driver.stderr.read().decode()[-3000:]
+            assert driver.poll() is None, console.read_text()[-3000:]
             if client is None:  # open the store only once the driver has created it (migrations race)
                 if not (Path(study.storage) / "study_state.json").exists():
                     continue
@@ -178,6 +182,10 @@ def test_killed_driver_resumes_with_every_trial_once(search: str, tmp_path: Path
         driver.wait()
     done = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    # without -v, neither run showed the libraries' banners, warnings or tables; the resume showed its trials
+    for shown in (console.read_text(), done.stdout + done.stderr):
+        assert not [line for line in shown.splitlines() if any(b in line for b in BANNERS)], shown[-3000:]
+    assert "trial" in done.stdout and "MLflow: " in done.stdout
     # a trial lost with Tune's state (see CellSearch) runs again; its first run is kept, tagged orphaned
     runs = [r for r in _runs(client, "trial") if r.data.tags.get("orphaned") != "true"]
     assert sorted(r.data.params["axis.dims"] for r in runs) == dims
