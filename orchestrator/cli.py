@@ -29,7 +29,7 @@ def _load(path: str, sets: list[str] | None = None):  # -> Study, or exits 2 wit
 def _validate(args: argparse.Namespace) -> int:
     import os
 
-    from .validation import StudyError, load_study, parse_overrides, validate_study
+    from .validation import StudyError, load_study, parse_overrides
 
     try:
         overrides = parse_overrides(args.set)
@@ -38,11 +38,14 @@ def _validate(args: argparse.Namespace) -> int:
         return 2
     status, shapes = 0, {}
     for path in args.studies:
-        problems = validate_study(path, overrides)
-        if not problems:  # the resources against the cluster the study would run on (as `run` would refuse them)
+        try:
+            study = load_study(path, overrides)
+        except StudyError as e:
+            problems = e.problems
+        else:  # the resources against the cluster the study would run on (as `run` would refuse them)
             from .run import check_cluster, cluster_shape
 
-            study = load_study(path, overrides)
+            problems = []
             address = args.address or os.environ.get("RAY_ADDRESS") or study.ray.address
             if address not in shapes:
                 shapes[address] = cluster_shape(address)

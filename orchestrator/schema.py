@@ -144,9 +144,7 @@ class Resources(Workers):
 
     def for_base(self) -> Workers:
         """What a base model trains on."""
-        return self.base if self.base is not None else Workers(workers=self.workers,
-                                                               cpu_per_worker=self.cpu_per_worker,
-                                                               gpu_per_worker=self.gpu_per_worker)
+        return self.base if self.base is not None else Workers(**self.model_dump(exclude={"base"}))
 
 
 class Asha(_Strict):

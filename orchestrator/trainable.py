@@ -11,7 +11,6 @@ reported, and a retry continues from the newest checkpoint in the trial's folder
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import socket
@@ -105,7 +104,7 @@ def _resolved_params(config: Any, workers: Workers) -> dict[str, Any]:
     """The optimiser values the run really uses on its workers (the backbone's recipe, the batch split, the lr
     scaling), as ``resolved.*``."""
     r = resolve_optim(config, get_model_cfg(config.model), workers=workers.workers)
-    return {f"resolved.{k}": v for k, v in dataclasses.asdict(r).items()}
+    return {f"resolved.{k}": v for k, v in r.to_dict().items()}
 
 
 def _log_missing_epochs(run: Any, checkpoint: Path) -> None:

@@ -79,7 +79,7 @@ def test_two_ranks_with_uneven_parts_match_one_batchnorm_over_the_batch(tmp_path
     for dims in SHAPES:
         x, upstream = _batch(dims)
         expected = _step(_net(dims), x, upstream)
-        ranks = [torch.load(tmp_path / f"dims{dims}_rank{r}.pt") for r in range(2)]
+        ranks = [torch.load(tmp_path / f"dims{dims}_rank{r}.pt", weights_only=True) for r in range(2)]
         for key in ("y", "x.grad"):  # each rank holds its part of the batch
             assert torch.allclose(torch.cat([ranks[0][key], ranks[1][key]]), expected[key], atol=1e-5), (dims, key)
         for key in set(expected) - {"y", "x.grad"}:  # and the whole of the rest
