@@ -4,6 +4,7 @@
     orchestrator run studies/smoke.yaml [--address ray://head:10001] [--resume] [--dry-run] [--set KEY=VALUE ...]
     orchestrator nightly studies/nightly.yaml [--baseline RUN_ID|FILE] [--update-baseline]
     orchestrator pareto studies/smoke.yaml
+    orchestrator models studies/smoke.yaml
     orchestrator compare studies/ablation.yaml studies/lambda.yaml --out compare/
 """
 from __future__ import annotations
@@ -70,7 +71,16 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     result = run_study(study, address=args.address, resume=args.resume, verbose=args.verbose)
     print(f"MLflow: {study.tracking_uri()} · experiment {study.experiment_name()!r} · parent run {result.tracker.parent_run_id}")
+    print(f"open it: {ui_command(study.tracking_uri())}")
     return 0
+
+
+def ui_command(uri: str) -> str:
+    """What opens the MLflow UI on the store ``uri``: its address for a tracking server, else ``mlflow ui``
+    on the store."""
+    if uri.split(":", 1)[0] in ("http", "https"):
+        return uri
+    return f"mlflow ui --backend-store-uri '{uri}'   # then http://127.0.0.1:5000"
 
 
 def _nightly(args: argparse.Namespace) -> int:
@@ -116,6 +126,31 @@ def _pareto(args: argparse.Namespace) -> int:
         print(f"({len(failed)} failed trial(s) left out)")
     if stopped:
         print(f"({len(stopped)} trial(s) stopped early by the scheduler left out)")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .models import front_models
+
+    study = _load(args.study, args.set)
+    models = front_models(_tracker(study).client, study.model_name())
+    if not models:
+        print(f"{study.source}: no registered versions of the model {study.model_name()!r} at {study.tracking_uri()}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    metrics = list(study.objectives)
+    table = Table(title=f"MLflow model {study.model_name()!r} · {study.tracking_uri()}")
+    for col in ("alias", "version", "trial", *metrics, "run"):
+        table.add_column(col, justify="right" if col in metrics else "left")
+    for m in models:
+        table.add_row(", ".join(m.aliases) or "-", m.version, m.trial_id,
+                      *(f"{m.metrics[k]:.4g}" if k in m.metrics else "-" for k in metrics), m.run_id)  # fmt: skip
+    console = Console(highlight=False, width=160)
+    console.print(table)
+    console.print(f"load one: orchestrator.models.load_model({models[0].uri!r}, tracking_uri={study.tracking_uri()!r})")
     return 0
 
 
@@ -181,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pareto", help="print the accuracy–GFLOPs front of a study that has run")
     p.add_argument("study")
     p.set_defaults(func=_pareto)
+    p = sub.add_parser("models", help="list the registered front models of a study that has run (front-0 the cheapest)")
+    p.add_argument("study")
+    _add_set(p)
+    p.set_defaults(func=_models)
     p = sub.add_parser("compare", help="overlay the fronts of several studies; write and log the plot")
     p.add_argument("studies", nargs="+")
     p.add_argument("--out", default="compare", help="folder for compare.png / compare.html")

@@ -18,8 +18,9 @@ __all__ = ["quiet_libraries", "scoped_environment"]
 
 #: logger → the level it gets while a quiet run lasts
 _LEVELS = {"ray": logging.ERROR, "mlflow": logging.ERROR, "alembic": logging.ERROR, "optuna": logging.ERROR}
-#: Tune's "new output" reporter prints its experiment table whatever the verbosity; the classic one is silent at 0
-_ENV = {"RAY_AIR_NEW_OUTPUT": "0"}
+#: Tune's "new output" reporter prints its experiment table whatever the verbosity; the classic one is silent at 0;
+#: MLflow draws a progress bar for every artifact download (registering the front's models)
+_ENV = {"RAY_AIR_NEW_OUTPUT": "0", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 
 
 @contextlib.contextmanager

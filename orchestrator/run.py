@@ -11,7 +11,11 @@
    (multi-objective with two objectives) and ``num_samples`` trials.
 4. The study's trials are read back from MLflow (the record that survives restarts), the front and
    its hypervolume computed, and logged to the parent run with a table, a PNG and an HTML scatter;
-   front trials get the tag ``pareto=true``.
+   front trials get the tag ``pareto=true`` and their models are registered with the aliases
+   ``front-0`` … ``front-k`` (`models.register_front`).
+
+The parent run carries the study: its description, the resolved file as ``study.yaml``, its fixed
+settings as params (`tracking.describe_study`).
 
 ``resume=True`` restores the Tuner from its experiment folder (finished trials stay finished, an
 interrupted one continues from its checkpoint under its own trial id) and reopens the same parent
@@ -29,9 +33,11 @@ from typing import Any
 
 from .bases import base_folder, base_id, base_overrides, is_trained
 from .console import quiet_libraries, scoped_environment
+from .models import register_front
 from .pareto import Front, format_front
 from .schema import Study, Workers
-from .tracking import StudyTracker, close_orphans, load_study_state, log_front, save_study_state, study_trials
+from .tracking import (StudyTracker, close_orphans, describe_study, load_study_state, log_front, save_study_state,
+                       study_trials)  # fmt: skip
 
 __all__ = ["StudyResult", "check_cluster", "cluster_shape", "plan", "run_study"]
 
@@ -102,6 +108,7 @@ def _run_study(study: Study, *, address: str | None, resume: bool, verbose: int)
         warm = ray.remote(num_cpus=study.resources.cpu_per_worker, num_gpus=study.resources.gpu_per_worker)(warm_up)
         warming = [warm.remote() for _ in range(study.max_concurrent)]
         tracker = opening.result()
+        describe_study(tracker, study)
     save_study_state(storage, {"parent_run_id": tracker.parent_run_id, "study": study.name})
     ray.get(warming)
     cells = study.grid_cells()
@@ -152,9 +159,13 @@ def _run_study(study: Study, *, address: str | None, resume: bool, verbose: int)
         # 3. the front, from what MLflow recorded
         trials, failed, stopped = study_trials(tracker)
         front = log_front(study, tracker, trials)
+        models = register_front(study, tracker, front, trials) if study.tracking.register_models else []
         status = "FINISHED"
         if verbose:
             print(format_front(front))
+            if models:
+                print(f"registered as MLflow model {study.model_name()!r}: " +
+                      ", ".join(f"{m.aliases[0] if m.aliases else 'v' + m.version} (v{m.version})" for m in models))
             if failed:
                 print(f"{len(failed)} trial(s) failed:")
                 for f in failed:

@@ -94,10 +94,20 @@ class _Strict(BaseModel):
 
 class Tracking(_Strict):
     """MLflow: ``uri`` ``None`` = ``sqlite:///<storage>/mlflow.db``; ``experiment`` ``None`` = the study name.
-    The ``MLFLOW_TRACKING_URI`` environment variable overrides ``uri``."""
+    The ``MLFLOW_TRACKING_URI`` environment variable overrides ``uri``.
+
+    ``register_models``: log every front trial's final model (PyTorch flavour) and register it under
+    ``model_name`` (``None`` = the study name) with the aliases ``front-0`` (the cheapest) … ``front-k``
+    (the most accurate); see `orchestrator.models`. ``system_metrics``: MLflow's system metrics (CPU, memory,
+    GPU, one sample every ``system_metrics_interval`` seconds) on every trial and base run.
+    """
 
     uri: str | None = None
     experiment: str | None = None
+    register_models: bool = True
+    model_name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
+    system_metrics: bool = False
+    system_metrics_interval: float = Field(10.0, gt=0)
 
 
 class RayCfg(_Strict):
@@ -445,6 +455,10 @@ class Study(_Strict):
 
     def experiment_name(self) -> str:
         return self.tracking.experiment or self.name
+
+    def model_name(self) -> str:
+        """The registered MLflow model of the study's front (``tracking.model_name``, else the study name)."""
+        return self.tracking.model_name or self.name
 
     def objective_senses(self) -> tuple[list[str], list[str]]:
         """(metrics, modes) in the file's order, e.g. ``(["video_top1", "gflops_avg"], ["max", "min"])``."""

@@ -5,24 +5,30 @@ logging a trial (`TrialRun`), reading a study's trials back (`study_trials`), en
 driver lost (`close_orphans`), logging the Pareto front (`log_front`), and the study-state file that
 remembers the parent run across restarts (`load_study_state`, `save_study_state`).
 
+The parent run carries the study itself (`describe_study`: its description, the resolved study file as
+``study.yaml``, its fixed settings as params); trial runs are named by their axes (`axes_name`) and list
+the data lists they read as MLflow datasets (`TrialRun.log_datasets`).
+
 Everything goes through `MlflowClient` with explicit run ids, so the driver and trial processes on
 any node agree on the runs without global "active run" state. A trial that is retried or resumed
 finds its child run again by its ``trial_id`` tag: no study ever holds two runs for one trial.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
 import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from mlflow.entities import Metric, Param, RunStatus
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
 
 import vared_core
@@ -31,14 +37,18 @@ if TYPE_CHECKING:
     from .pareto import Front
     from .schema import Study
 
-__all__ = ["STATE_FILE", "StudyTracker", "StudyTrials", "TrialRun", "close_orphans", "code_version",
-           "load_study_state", "log_front", "save_study_state", "study_trials"]  # fmt: skip
+__all__ = ["STATE_FILE", "StudyTracker", "StudyTrials", "TrialRun", "axes_name", "close_orphans", "code_version",
+           "describe_study", "load_study_state", "log_front", "save_study_state", "study_params", "study_trials"]  # fmt: skip
 
 ROLE_TRIAL, ROLE_BASE = "trial", "base"
 STOPPED_TAG = "stopped_early"  # "true" on a trial run the scheduler (ASHA) stopped before its last epoch
 ORPHANED_TAG = "orphaned"  # "true" on a trial run whose Tune trial a killed driver lost (run again under a new id)
 BASE_DONE_FILE = "done.json"  # written in a base model's folder once its training finished (a cached base)
 STATE_FILE = "study_state.json"  # in a study's storage: its parent run id, so a resumed study reopens that run
+DESCRIPTION_TAG = "mlflow.note.content"  # a run's description in the MLflow UI
+STUDY_FILE = "study.yaml"  # the parent run's artifact: the study as it ran (after --set, paths absolute)
+#: short labels of axes in trial run names (`axes_name`)
+_AXIS_LABELS = {"lambda_e": "λe", "search_space": "S", "dynamic.search_space": "S", "optim.lr": "lr"}
 
 
 def code_version() -> str:
@@ -160,6 +170,42 @@ class TrialRun:
         for k, v in tags.items():
             client.set_tag(self.run_id, k, v)
 
+    def log_datasets(self, lists: Mapping[str, Path], root: Path | None = None) -> None:
+        """List the data lists this run reads (context → list file, e.g. ``{"training": …, "validation": …}``)
+        as MLflow datasets: named by the list's folder and file, with the list's content digest and, as the
+        profile, its videos and classes. A retried run that lists them already logs nothing."""
+        from vared_core.data import read_list
+
+        client = MlflowClient(node_uri(self.uri))
+        if client.get_run(self.run_id).inputs.dataset_inputs:
+            return
+        inputs = []
+        for context, path in lists.items():
+            path = Path(path).absolute()
+            videos = read_list(path, root=root)
+            dataset = Dataset(name=f"{path.parent.name}/{path.name}", digest=hashlib.sha256(path.read_bytes()).hexdigest()[:8],
+                              source_type="local", source=json.dumps({"uri": path.as_uri()}),
+                              profile=json.dumps({"videos": len(videos.records), "classes": len(videos.classes)}))  # fmt: skip
+            inputs.append(DatasetInput(dataset, tags=[InputTag("mlflow.data.context", context)]))
+        client.log_inputs(self.run_id, datasets=inputs)
+
+    @contextlib.contextmanager
+    def system_metrics(self, interval: float | None) -> Iterator[None]:
+        """MLflow's system metrics (``system/cpu_utilization_percentage``, memory, GPU, …) of this process's
+        machine, one sample every ``interval`` seconds while the block runs; ``None``: none."""
+        if interval is None:
+            yield
+            return
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(self.run_id, sampling_interval=interval, resume_logging=True,
+                                       tracking_uri=node_uri(self.uri))  # fmt: skip
+        monitor.start()
+        try:
+            yield
+        finally:
+            monitor.finish()
+
     def log_artifacts(self, local_dir: Path, artifact_path: str) -> None:
         MlflowClient(node_uri(self.uri)).log_artifacts(self.run_id, str(local_dir), artifact_path)
 
@@ -207,6 +253,60 @@ def save_study_state(storage: Path, state: dict[str, Any]) -> None:
     tmp = Path(storage) / f".{STATE_FILE}.tmp"
     tmp.write_text(json.dumps(state, indent=2))
     os.replace(tmp, Path(storage) / STATE_FILE)
+
+
+def study_params(study: Study) -> dict[str, Any]:
+    """The study's fixed settings as dotted params (``data.batch_size``, ``trial.epochs``, ``search.sampler``,
+    …): everything but its axes (the trials' own params) and its description."""
+    from vared_core.engine.dotted import flatten_dotted
+
+    tree = study.model_dump(mode="json", exclude={"description", "nightly"})
+    search = tree.pop("search")
+    tree["search"] = {"axes": ",".join([*search["grid"], *search["sample"]]),
+                      **{k: v for k, v in search.items() if k not in ("grid", "sample")}}  # fmt: skip
+    return {k: v for k, v in flatten_dotted(tree).items() if v is not None}
+
+
+def study_yaml(study: Study) -> str:
+    """The study as it runs, as a study file: ``--set`` overrides applied, relative paths made absolute."""
+    import yaml
+
+    head = f"# {study.name}: the study as it ran" + (f", from {study.source}" if study.source else "") + \
+        " (--set overrides applied, paths absolute)\n"
+    return head + yaml.safe_dump(study.model_dump(mode="json", exclude_unset=True), sort_keys=False, allow_unicode=True)
+
+
+def describe_study(tracker: StudyTracker, study: Study) -> None:
+    """Give the study's parent run the study itself: its description (the run's description in the UI), the
+    resolved study file as ``study.yaml`` (`study_yaml`), and its fixed settings as params (`study_params`;
+    a resumed run keeps the params it has, as MLflow params never change)."""
+    client = tracker.client
+    if study.description:
+        client.set_tag(tracker.parent_run_id, DESCRIPTION_TAG, study.description)
+    TrialRun(tracker.uri, tracker.parent_run_id).log_params(study_params(study))
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / STUDY_FILE).write_text(study_yaml(study))
+        client.log_artifact(tracker.parent_run_id, str(Path(d) / STUDY_FILE))
+
+
+def axes_name(axes: Mapping[str, Any]) -> str:
+    """A trial's run name from its axes, e.g. ``both · λe 0.83``: text values as they are, numbers with a
+    short label and three significant digits.
+
+    Example:
+        >>> axes_name({"dims": "both", "lambda_e": 0.8312})
+        'both · λe 0.831'
+    """
+    parts = []
+    for k, v in axes.items():
+        label = _AXIS_LABELS.get(k, k)
+        if isinstance(v, str):
+            parts.append(v)
+        elif isinstance(v, float):
+            parts.append(f"{label} {v:.3g}")
+        else:
+            parts.append(f"{label} {v}")
+    return " · ".join(parts)
 
 
 class StudyTrials(NamedTuple):

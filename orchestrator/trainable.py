@@ -11,6 +11,7 @@ reported, and a retry continues from the newest checkpoint in the trial's folder
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -23,13 +24,13 @@ import ray
 from mlflow.entities import RunStatus
 from ray import tune
 
-from vared_core.engine import fit, latest_checkpoint, load_checkpoint, resolve_optim
+from vared_core.engine import data_lists, fit, latest_checkpoint, load_checkpoint, resolve_optim
 from vared_core.engine.dotted import flatten_dotted
 from vared_core.models import get_model_cfg
 
 from .bases import base_folder, base_id, base_overrides
 from .schema import Study, Workers
-from .tracking import BASE_DONE_FILE, ROLE_BASE, STOPPED_TAG, StudyTracker
+from .tracking import BASE_DONE_FILE, ROLE_BASE, STOPPED_TAG, StudyTracker, TrialRun, axes_name
 
 __all__ = ["policy_plots", "run_trial", "train_base", "train_trial", "warm_up"]
 
@@ -53,6 +54,19 @@ def _cell_tag(cell: dict[str, Any]) -> str:
     return json.dumps(cell, sort_keys=True, default=str)
 
 
+def _open_run(run: TrialRun, study: Study, config: Any, params: dict[str, Any]) -> None:
+    """What every base and trial run records before its fit: where it runs, its params, the data lists it
+    reads (MLflow datasets; a synthetic set is written here if missing)."""
+    run.set_tags(_placement())
+    run.log_params(params)
+    train_list, val_list = data_lists(config.data)
+    run.log_datasets({"training": train_list, "validation": val_list}, root=config.data.root)
+
+
+def _metrics_interval(study: Study) -> float | None:
+    return study.tracking.system_metrics_interval if study.tracking.system_metrics else None
+
+
 def train_base(study: Study, overrides: dict[str, Any], tracker: StudyTracker | None) -> str:
     """Train the base model with these grid ``overrides`` unless its folder (`bases.base_folder`) holds a
     finished one; return its checkpoint.
@@ -69,20 +83,21 @@ def train_base(study: Study, overrides: dict[str, Any], tracker: StudyTracker | 
     run = None
     if tracker is not None:
         run = tracker.trial_run(f"base-{out.name}", role=ROLE_BASE, name=f"base {out.name[:8]}")
-        run.set_tags(_placement())
-        run.log_params({**flatten_dotted(config.to_dict()), **_resolved_params(config, workers)})
+        _open_run(run, study, config, {**flatten_dotted(config.to_dict()), **_resolved_params(config, workers)})
+    monitor = run.system_metrics(_metrics_interval(study)) if run is not None else contextlib.nullcontext()
     try:
         t0 = time.perf_counter()
-        if workers.workers > 1:
-            from .data_parallel import fit_on_workers
+        with monitor:
+            if workers.workers > 1:
+                from .data_parallel import fit_on_workers
 
-            fit_on_workers(config, workers, name=f"base-{out.name}", storage=Path(study.storage).absolute() / "ray",
-                           run=run)  # fmt: skip
-            checkpoint = latest_checkpoint(out)
-            metrics = load_checkpoint(checkpoint)["metrics"]  # type: ignore[arg-type]
-        else:
-            result = fit(config, on_epoch=(lambda e, m, c: run.log_metrics(m, e)) if run else None)
-            checkpoint, metrics = result.checkpoint, result.metrics
+                fit_on_workers(config, workers, name=f"base-{out.name}", storage=Path(study.storage).absolute() / "ray",
+                               run=run)  # fmt: skip
+                checkpoint = latest_checkpoint(out)
+                metrics = load_checkpoint(checkpoint)["metrics"]  # type: ignore[arg-type]
+            else:
+                result = fit(config, on_epoch=(lambda e, m, c: run.log_metrics(m, e)) if run else None)
+                checkpoint, metrics = result.checkpoint, result.metrics
         if run is not None:
             run.log_metrics({"fit_time_s": time.perf_counter() - t0}, config.epochs)
     except BaseException:
@@ -152,11 +167,12 @@ def train_trial(params: dict[str, Any], *, study: Study, cell: dict[str, Any], b
     axes = {**cell, **params}
     out = Path(study.storage).absolute() / "trials" / trial_id
     config = study.trial_config(axes, out, Path(base_checkpoint))
-    run = tracker.trial_run(trial_id, tags={"study": study.name, "cell": _cell_tag(cell)})
-    run.set_tags(_placement())
+    axis_tags = {f"axis.{k}": str(v) for k, v in axes.items()}
+    run = tracker.trial_run(trial_id, name=axes_name(axes) or trial_id,
+                            tags={"study": study.name, "cell": _cell_tag(cell), **axis_tags})  # fmt: skip
     workers = study.resources
-    run.log_params({**{f"axis.{k}": v for k, v in axes.items()}, **flatten_dotted(config.to_dict()),
-                    **_resolved_params(config, workers)})  # fmt: skip
+    _open_run(run, study, config, {**{f"axis.{k}": v for k, v in axes.items()}, **flatten_dotted(config.to_dict()),
+                                   **_resolved_params(config, workers)})  # fmt: skip
 
     def report(epoch: int, metrics: dict[str, float], ckpt: Path) -> None:
         run.log_metrics(metrics, epoch)
@@ -164,33 +180,9 @@ def train_trial(params: dict[str, Any], *, study: Study, cell: dict[str, Any], b
 
     status = _FAILED
     try:
-        t0 = time.perf_counter()
-        if workers.workers > 1:  # Ray Train; a retry continues from the newest checkpoint in the trial's folder
-            from .data_parallel import fit_on_workers
-
-            newest = latest_checkpoint(out)
-            if newest is None:  # a first attempt: where the fine-tune starts, at step 0
-                run.log_metrics(_start_metrics(Path(base_checkpoint)), 0)
-            else:  # a retry: epochs checkpointed but not yet logged (killed in between) are logged from the checkpoint
-                _log_missing_epochs(run, newest)
-            fit_on_workers(config, workers, name=f"trial-{trial_id}", storage=Path(study.storage).absolute() / "ray",
-                           run=run, tune_metrics={"trial_id": trial_id}, plots_dir=out / "evaluation")  # fmt: skip
-            final = latest_checkpoint(out)
-        else:
-            checkpoint = tune.get_checkpoint()
-            if checkpoint is not None:
-                with checkpoint.as_directory() as d:
-                    result = fit(config.model_copy(update={"resume_from": Path(d)}), on_epoch=report)
-            else:  # a first attempt: where the fine-tune starts, at step 0
-                run.log_metrics(_start_metrics(Path(base_checkpoint)), 0)
-                result = fit(config, on_epoch=report)
-            final = result.checkpoint
-            if result.evaluation is not None and result.evaluation.layer_names:
-                policy_plots(result.evaluation, out / "evaluation")
-        run.log_metrics({"fit_time_s": time.perf_counter() - t0}, config.epochs)  # of this attempt
-        run.log_artifacts(final, "checkpoint")  # type: ignore[arg-type]
-        if (out / "evaluation").is_dir():
-            run.log_artifacts(out / "evaluation", "evaluation")
+        with run.system_metrics(_metrics_interval(study)):
+            _fit_trial(config, run, report, study=study, workers=workers, trial_id=trial_id, out=out,
+                       base_checkpoint=Path(base_checkpoint))  # fmt: skip
         status = RunStatus.to_string(RunStatus.FINISHED)
     except SystemExit:  # a scheduler (ASHA) stopped the trial
         status = _KILLED
@@ -203,3 +195,37 @@ def train_trial(params: dict[str, Any], *, study: Study, cell: dict[str, Any], b
         raise
     finally:
         run.end(status)
+
+
+def _fit_trial(config: Any, run: TrialRun, report: Any, *, study: Study, workers: Workers, trial_id: str, out: Path,
+               base_checkpoint: Path) -> Path:  # fmt: skip
+    """The trial's fit (this attempt), its time, final checkpoint and evaluation plots logged; returns the
+    final checkpoint."""
+    t0 = time.perf_counter()
+    if workers.workers > 1:  # Ray Train; a retry continues from the newest checkpoint in the trial's folder
+        from .data_parallel import fit_on_workers
+
+        newest = latest_checkpoint(out)
+        if newest is None:  # a first attempt: where the fine-tune starts, at step 0
+            run.log_metrics(_start_metrics(Path(base_checkpoint)), 0)
+        else:  # a retry: epochs checkpointed but not yet logged (killed in between) are logged from the checkpoint
+            _log_missing_epochs(run, newest)
+        fit_on_workers(config, workers, name=f"trial-{trial_id}", storage=Path(study.storage).absolute() / "ray",
+                       run=run, tune_metrics={"trial_id": trial_id}, plots_dir=out / "evaluation")  # fmt: skip
+        final = latest_checkpoint(out)
+    else:
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as d:
+                result = fit(config.model_copy(update={"resume_from": Path(d)}), on_epoch=report)
+        else:  # a first attempt: where the fine-tune starts, at step 0
+            run.log_metrics(_start_metrics(Path(base_checkpoint)), 0)
+            result = fit(config, on_epoch=report)
+        final = result.checkpoint
+        if result.evaluation is not None and result.evaluation.layer_names:
+            policy_plots(result.evaluation, out / "evaluation")
+    run.log_metrics({"fit_time_s": time.perf_counter() - t0}, config.epochs)  # of this attempt
+    run.log_artifacts(final, "checkpoint")  # type: ignore[arg-type]
+    if (out / "evaluation").is_dir():
+        run.log_artifacts(out / "evaluation", "evaluation")
+    return final

@@ -1,6 +1,9 @@
 """Studies end to end on a real local Ray and a real MLflow SQLite store."""
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -12,9 +15,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from orchestrator.cell_search import saved_trials
+from orchestrator.models import front_models, register_front, trade_off_order
 from orchestrator.run import plan, run_study
-from orchestrator.tracking import close_orphans, study_trials
+from orchestrator.tracking import axes_name, close_orphans, study_trials
 from orchestrator.validation import load_study
+from vared_core.engine import data_lists
 
 pytestmark = pytest.mark.slow
 
@@ -34,9 +39,10 @@ def _runs(client: MlflowClient, role: str) -> list:
 
 
 def test_study_runs_and_logs_trials_front_and_artifacts(tmp_path: Path, write_study, local_ray) -> None:
-    path = write_study(tmp_path, "e2e", grid={"dims": ["temporal", "both"]},
-                       sample={"lambda_e": {"loguniform": [0.1, 4.0]}}, num_samples=2)  # fmt: skip
-    study = load_study(path)
+    path = write_study(tmp_path, "e2e", grid={"dims": ["temporal", "both"]}, description="λ_e against dims",
+                       sample={"lambda_e": {"loguniform": [0.1, 4.0]}}, num_samples=2,
+                       tracking={"system_metrics": True, "system_metrics_interval": 1})  # fmt: skip
+    study = load_study(path, {"trial.epochs": 2})  # an override, as --set gives: it is in the logged study file
     before = plan(study)
     assert before["trials"] == 4 and [b["cached"] for b in before["bases"]] == [False]
     result = run_study(study, verbose=0)
@@ -64,6 +70,56 @@ def test_study_runs_and_logs_trials_front_and_artifacts(tmp_path: Path, write_st
     names = {a.path for a in client.list_artifacts(parent.info.run_id, "pareto")}
     assert {"pareto/front.png", "pareto/front.html", "pareto/front.json"} <= names
     assert sum(r.data.tags["pareto"] == "true" for r in trials) == len(result.front.front)
+
+    # the parent run carries the study: description, the resolved file (loads back as the same study), settings
+    assert parent.data.tags["mlflow.note.content"] == "λ_e against dims"
+    logged = Path(client.download_artifacts(parent.info.run_id, "study.yaml", str(tmp_path)))
+    assert load_study(logged).model_dump() == study.model_dump()
+    assert {"trial.epochs": "2", "data.batch_size": "2", "search.axes": "dims,lambda_e",
+            "base.model": "r2plus1d_18_tiny"}.items() <= parent.data.params.items()  # fmt: skip
+    assert not [k for k in parent.data.params if k.startswith(("axis.", "search.grid.", "search.sample."))]
+    # trial runs: named and tagged by their axes, the data lists as datasets, system metrics every second
+    train_list, val_list = data_lists(study.data)
+    for run in trials:
+        axes = {"dims": run.data.params["axis.dims"], "lambda_e": float(run.data.params["axis.lambda_e"])}
+        assert run.info.run_name == axes_name(axes) and run.data.tags["axis.dims"] == axes["dims"]
+        inputs = {[t.value for t in d.tags][0]: d.dataset for d in run.inputs.dataset_inputs}
+        assert sorted(inputs) == ["training", "validation"]
+        assert inputs["validation"].digest == hashlib.sha256(val_list.read_bytes()).hexdigest()[:8]
+        assert json.loads(inputs["training"].profile) == {"videos": 6, "classes": 2}  # 2 × 4 videos, 1 in 4 for validation
+        assert "system/cpu_utilization_percentage" in run.data.metrics
+
+    # the front's models: registered under the study's name, front-0 the cheapest … the most accurate
+    models = front_models(client, "e2e")
+    by_run = {r.info.run_id: r for r in trials}
+    assert len(models) == len(result.front.front)
+    assert [m.aliases for m in models] == [(f"front-{i}",) for i in range(len(models))]
+    gflops = [by_run[m.run_id].data.metrics["gflops_avg"] for m in models]
+    assert gflops == sorted(gflops) and all(by_run[m.run_id].data.tags["pareto"] == "true" for m in models)
+    # a fresh process loads front-0 by its alias and scores the trial's video_top1 on the validation set
+    load = ("import sys, json; from orchestrator.models import load_model; from vared_core.engine import evaluate, "
+            "build_datasets; from vared_core.models import get_model_cfg; "
+            "m, c = load_model(sys.argv[1], tracking_uri=sys.argv[2]); "
+            "_, val = build_datasets(c.data, get_model_cfg(c.model), seed=c.seed); "
+            "print(json.dumps(evaluate(m, val).metrics()))")  # fmt: skip
+    fresh = subprocess.run([sys.executable, "-c", load, "models:/e2e@front-0", study.tracking_uri()],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    scored = json.loads(fresh.stdout.strip().splitlines()[-1])
+    for name in ("video_top1", "gflops_avg"):
+        assert scored[name] == pytest.approx(by_run[models[0].run_id].data.metrics[name], rel=1e-6)
+    # registering again never adds a version; a smaller front moves the aliases and drops the ones beyond it
+    assert [m.version for m in register_front(study, result.tracker, result.front, result.trials)] == \
+        [m.version for m in models]
+    last = trade_off_order(result.front.front, dict(study.objectives))[-1]
+    one = dataclasses.replace(result.front, points=tuple(p for p in result.front.points if p.trial_id == last.trial_id))
+    (moved,) = register_front(study, result.tracker, one, result.trials)
+    assert moved.version == models[-1].version and moved.aliases == ("front-0",)
+    assert len(front_models(client, "e2e")) == len(models)
+    assert set(client.get_registered_model("e2e").aliases) == {"front-0"}
+    shown = subprocess.run([sys.executable, "-m", "orchestrator.cli", "models", str(path), "--set", "trial.epochs=2"],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert shown.returncode == 0 and "front-0" in shown.stdout and last.trial_id in shown.stdout, shown.stderr
 
 
     # a run left open by a trial Tune no longer lists is ended, tagged and left out; one it lists is not
@@ -194,3 +250,8 @@ def test_killed_driver_resumes_with_every_trial_once(search: str, tmp_path: Path
     assert all(r.info.status == "FINISHED" for r in runs)
     parents = _runs(client, "study")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    # the resumed study registered its front once: one version per front trial, aliases front-0 … front-k
+    front_runs = {r.info.run_id for r in runs if r.data.tags.get("pareto") == "true"}
+    models = front_models(client, study.model_name())
+    assert front_runs and sorted(m.run_id for m in models) == sorted(front_runs)
+    assert [m.aliases for m in models] == [(f"front-{i}",) for i in range(len(models))]

@@ -12,11 +12,13 @@ from orchestrator.tracking import (
     STATE_FILE,
     StudyTracker,
     close_orphans,
+    describe_study,
     latest_baseline_run,
     load_study_state,
     log_front,
     record_nightly,
     save_study_state,
+    study_params,
     study_trials,
 )
 
@@ -135,3 +137,19 @@ def test_the_baseline_is_the_newest_passing_nightly_of_the_study(tmp_path: Path)
     failed = MlflowClient(uri).get_run(runs[1].parent_run_id)
     assert failed.data.tags["nightly"] == "fail" and failed.data.metrics["nightly_regressions"] == 2
     assert [a.path for a in MlflowClient(uri).list_artifacts(runs[1].parent_run_id, "nightly")] == ["nightly/report.md"]
+
+
+def test_the_parent_run_gets_the_studys_description_file_and_fixed_settings(tracker: StudyTracker, tmp_path: Path,
+                                                                            make_study, write_file) -> None:  # fmt: skip
+    path = write_file(tmp_path, make_study(description="what this study asks"))
+    study = load_study(path, {"trial.epochs": 3})
+    describe_study(tracker, study)
+    describe_study(tracker, study)  # a resumed study: params are not logged twice (MLflow refuses changed ones)
+    client = MlflowClient(tracker.uri)
+    parent = client.get_run(tracker.parent_run_id)
+    assert parent.data.tags["mlflow.note.content"] == "what this study asks"
+    assert parent.data.params == {k: str(v) for k, v in study_params(study).items()}
+    assert parent.data.params["trial.epochs"] == "3" and "name" in parent.data.params
+    text = Path(client.download_artifacts(tracker.parent_run_id, "study.yaml", str(tmp_path))).read_text()
+    assert text.startswith(f"# {study.name}: the study as it ran, from {study.source}")
+    assert "epochs: 3" in text

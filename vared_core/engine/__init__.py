@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .checkpoint import CheckpointError, checkpoint_dirs, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import ConfigError, DataConfig, OptimConfig, ResolvedOptim, SyntheticData, TrainConfig, load_config, resolve_optim
-from .data import ClipGeometry, build_datasets, clip_geometry, ensure_synthetic
+from .data import ClipGeometry, build_datasets, clip_geometry, data_lists, ensure_synthetic
 from .evaluate import EvalResult, VideoRow, centre_views, evaluate, score_views
 from .run_model import build_run_model, load_model
 from .train import FitResult, TrainingDiverged, fit
@@ -36,6 +36,7 @@ __all__ = [
     "centre_views",
     "checkpoint_dirs",
     "clip_geometry",
+    "data_lists",
     "ensure_synthetic",
     "evaluate",
     "fit",

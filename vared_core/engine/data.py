@@ -18,7 +18,7 @@ from vared_core.models import ModelCfg
 
 from .config import DataConfig, SyntheticData
 
-__all__ = ["ClipGeometry", "build_datasets", "clip_geometry", "ensure_synthetic"]
+__all__ = ["ClipGeometry", "build_datasets", "clip_geometry", "data_lists", "ensure_synthetic"]
 
 _MARKER = "synthetic.json"
 #: how the appearance cue is drawn, recorded with every set that has one: 2 = the scene white-balanced per
@@ -110,14 +110,18 @@ def clip_geometry(data: DataConfig, model_cfg: ModelCfg) -> ClipGeometry:
     )
 
 
+def data_lists(data: DataConfig) -> tuple[Path, Path]:
+    """The (train, val) list files of ``data``: its own lists, or the synthetic set's (written if missing)."""
+    if data.synthetic is not None:
+        return ensure_synthetic(data.synthetic)
+    assert data.train_list is not None and data.val_list is not None  # guaranteed by DataConfig
+    return Path(data.train_list), Path(data.val_list)
+
+
 def build_datasets(data: DataConfig, model_cfg: ModelCfg, *, seed: int) -> tuple[VideoDataset, VideoDataset]:
     """(train, val) datasets: random training clips; ``test_clips`` × ``test_crops`` views per val video; both
     normalised with the backbone's own statistics."""
-    if data.synthetic is not None:
-        train_list, val_list = ensure_synthetic(data.synthetic)
-    else:
-        assert data.train_list is not None and data.val_list is not None  # guaranteed by DataConfig
-        train_list, val_list = data.train_list, data.val_list
+    train_list, val_list = data_lists(data)
     geo = clip_geometry(data, model_cfg)
     common = dict(
         num_frames=geo.num_frames, stride=geo.frame_stride, sampling=geo.sampling, seed=seed,
