@@ -69,7 +69,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(json.dumps(plan(study), indent=2, default=str))
         return 0
-    result = run_study(study, address=args.address, resume=args.resume, verbose=args.verbose)
+    from .preflight import PreflightError
+    from .study_lock import StudyLocked
+
+    try:
+        result = run_study(study, address=args.address, resume=args.resume, verbose=args.verbose)
+    except (StudyLocked, PreflightError) as e:  # refused before any trial started
+        print(f"{args.study}: {e}", file=sys.stderr)
+        return 2
     print(f"MLflow: {study.tracking_uri()} · experiment {study.experiment_name()!r} · parent run {result.tracker.parent_run_id}")
     print(f"open it: {ui_command(study.tracking_uri())}")
     return 0

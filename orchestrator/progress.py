@@ -76,6 +76,9 @@ class ProgressCallback(tune.Callback):
         if all(m in result for m in self.metrics):
             self.points.append([float(result[m]) for m in self.metrics])
         shown = ", ".join(f"{m}={result[m]:.4g}" for m in self.metrics if m in result)
+        skipped = {k: int(result.get(f"skipped_videos_{k}", 0)) for k in ("train", "val")}
+        if any(skipped.values()):  # unreadable videos: said on the line, not only in the run's metrics
+            shown += f" (skipped unreadable videos: {skipped['train']} train, {skipped['val']} val)"
         self._update(trial, "done", f"trial {trial.trial_id} done: {shown}")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

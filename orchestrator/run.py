@@ -35,7 +35,9 @@ from .bases import base_folder, base_id, base_overrides, is_trained
 from .console import quiet_libraries, scoped_environment
 from .models import register_front
 from .pareto import Front, format_front
+from .preflight import check_checkpoints, check_storage
 from .schema import Study, Workers
+from .study_lock import StudyLock
 from .tracking import (StudyTracker, close_orphans, describe_study, load_study_state, log_front, save_study_state,
                        study_trials)  # fmt: skip
 
@@ -84,6 +86,25 @@ def run_study(study: Study, *, address: str | None = None, resume: bool = False,
 
 
 def _run_study(study: Study, *, address: str | None, resume: bool, verbose: int) -> StudyResult:
+    storage = check_storage(study.storage, study.min_free_gb)
+    lock = StudyLock.acquire(storage, study.name, resume=resume)  # one driver per study, before anything runs
+    try:
+        if verbose and lock.took_over:
+            print(lock.describe_takeover())
+        check_checkpoints(storage, resume=resume, experiment=_EXPERIMENT)
+    except BaseException:
+        lock.give_back()  # nothing ran: the storage is left as it was found
+        raise
+    finished = False
+    try:
+        result = _run_locked(study, storage, address=address, resume=resume, verbose=verbose)
+        finished = True
+        return result
+    finally:  # interrupted or failed: the record stays, so a plain run points at --resume
+        lock.release(keep_record=not finished)
+
+
+def _run_locked(study: Study, storage: Path, *, address: str | None, resume: bool, verbose: int) -> StudyResult:
     import ray
     from ray import tune
 
@@ -92,8 +113,6 @@ def _run_study(study: Study, *, address: str | None, resume: bool, verbose: int)
     from .space import scheduler, searcher
     from .trainable import run_trial, train_base, warm_up
 
-    storage = Path(study.storage).absolute()
-    storage.mkdir(parents=True, exist_ok=True)
     state = load_study_state(storage) if resume else {}
     ray_address = address or os.environ.get("RAY_ADDRESS") or study.ray.address
     with ThreadPoolExecutor(1) as pool:  # MLflow's store is set up while Ray starts

@@ -402,6 +402,7 @@ class Study(_Strict):
         source: the YAML file it was loaded from (not part of dumps); relative paths resolve against its folder.
         name: ``[A-Za-z0-9_.-]+``; the MLflow experiment unless ``tracking.experiment`` is set.
         storage: the study folder (absolute): Ray results, base-model cache, state.
+        min_free_gb: free space ``storage`` must have before a run starts (`preflight.check_storage`).
         data: the clips, shared by the base models and trials (paths absolute).
         recipe: ``"seed"`` (the default): the base model is the trials' dynamic model trained from scratch
             (stage ``"dynamic"``, the trials' ``dynamic`` (its ``layers`` too), λ_e 0 unless ``base`` sets
@@ -420,6 +421,7 @@ class Study(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str | None = None
     storage: Path
+    min_free_gb: float = Field(0.5, ge=0)
     tracking: Tracking = Tracking()
     ray: RayCfg = RayCfg()
     data: DataConfig

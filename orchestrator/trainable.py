@@ -100,6 +100,7 @@ def train_base(study: Study, overrides: dict[str, Any], tracker: StudyTracker | 
                 checkpoint, metrics = result.checkpoint, result.metrics
         if run is not None:
             run.log_metrics({"fit_time_s": time.perf_counter() - t0}, config.epochs)
+            _tag_skipped(run, Path(checkpoint))
     except BaseException:
         if run is not None:
             run.end(_FAILED)
@@ -197,6 +198,15 @@ def train_trial(params: dict[str, Any], *, study: Study, cell: dict[str, Any], b
         run.end(status)
 
 
+def _tag_skipped(run: TrialRun, checkpoint: Path) -> None:
+    """Tag the run ``skipped_videos`` when its fit met listed videos it could not read (the per-epoch
+    ``skipped_videos_*`` metrics say when)."""
+    metrics = load_checkpoint(checkpoint).get("metrics", {})
+    train, val = (int(metrics.get(f"skipped_videos_{k}", 0)) for k in ("train", "val"))
+    if train or val:
+        run.set_tags({"skipped_videos": f"{train} train, {val} val (missing or corrupt; see the run's log)"})
+
+
 def _fit_trial(config: Any, run: TrialRun, report: Any, *, study: Study, workers: Workers, trial_id: str, out: Path,
                base_checkpoint: Path) -> Path:  # fmt: skip
     """The trial's fit (this attempt), its time, final checkpoint and evaluation plots logged; returns the
@@ -225,6 +235,7 @@ def _fit_trial(config: Any, run: TrialRun, report: Any, *, study: Study, workers
         if result.evaluation is not None and result.evaluation.layer_names:
             policy_plots(result.evaluation, out / "evaluation")
     run.log_metrics({"fit_time_s": time.perf_counter() - t0}, config.epochs)  # of this attempt
+    _tag_skipped(run, final)
     run.log_artifacts(final, "checkpoint")  # type: ignore[arg-type]
     if (out / "evaluation").is_dir():
         run.log_artifacts(out / "evaluation", "evaluation")

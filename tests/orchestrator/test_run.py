@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.cell_search import saved_trials
 from orchestrator.models import front_models, register_front, trade_off_order
+from orchestrator.preflight import resume_checkpoints
 from orchestrator.run import plan, run_study
 from orchestrator.tracking import axes_name, close_orphans, study_trials
 from orchestrator.validation import load_study
@@ -179,6 +180,31 @@ def test_a_failing_trial_fails_alone(tmp_path: Path, write_study, local_ray) -> 
     assert MlflowClient(result.study.tracking_uri()).get_run(result.tracker.parent_run_id).info.status == "FINISHED"
 
 
+def test_unreadable_videos_are_counted_and_reported_on_the_trial_runs(tmp_path: Path, write_study, local_ray) -> None:
+    import yaml
+
+    path = write_study(tmp_path, "bad", grid={"dims": ["both"]})
+    study = yaml.safe_load(path.read_text())
+    synthetic = load_study(path).data
+    train_list, val_list = data_lists(synthetic)
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"\0" * 512)
+    # the set's lists with bad rows: a missing video in both, a corrupt one in validation (read in full)
+    (tmp_path / "train.csv").write_text(train_list.read_text() + "videos/pan_left/gone.mp4,1,0,0\n")
+    (tmp_path / "val.csv").write_text(val_list.read_text() + f"videos/pan_left/gone.mp4,1,0,0\n{corrupt},0,0,0\n")
+    study["data"] = {**{k: v for k, v in study["data"].items() if k != "synthetic"},
+                     "train_list": str(tmp_path / "train.csv"), "val_list": str(tmp_path / "val.csv"),
+                     "root": str(train_list.parent)}  # fmt: skip
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    result = run_study(load_study(path), verbose=0)
+    (trial,) = _runs(MlflowClient(result.study.tracking_uri()), "trial")
+    (base,) = _runs(MlflowClient(result.study.tracking_uri()), "base")
+    for run in (trial, base):  # as metrics every epoch and as a tag
+        assert (run.data.metrics["skipped_videos_train"], run.data.metrics["skipped_videos_val"]) == (1.0, 2.0)
+        assert run.data.tags["skipped_videos"].startswith("1 train, 2 val")
+    assert len(result.trials) == 1 and not result.failed
+
+
 def test_asha_stops_worse_trials_early_and_keeps_them_off_the_front(tmp_path: Path, write_study, local_ray) -> None:
     """One objective (training loss, min), trials one at a time in grid order of growing λ_e: the loss grows
     with λ_e, so ASHA (grace 1, ×2) lets the first trial run all 3 epochs and stops the others at their
@@ -203,6 +229,13 @@ def test_asha_stops_worse_trials_early_and_keeps_them_off_the_front(tmp_path: Pa
     assert result.front.front
 
 
+def _resumable(experiment: Path) -> dict:
+    try:
+        return resume_checkpoints(experiment)
+    except (OSError, ValueError):  # Tune writing its state file this instant
+        return {}
+
+
 @pytest.mark.parametrize("search", ["grid", "grid+sample"])
 def test_killed_driver_resumes_with_every_trial_once(search: str, tmp_path: Path, write_study) -> None:
     if search == "grid":
@@ -212,32 +245,61 @@ def test_killed_driver_resumes_with_every_trial_once(search: str, tmp_path: Path
                 "num_samples": 2}  # fmt: skip
         dims = ["both", "both", "temporal", "temporal"]
     path = write_study(tmp_path, "resume", **axes, max_concurrent=1,
-                       trial={"epochs": 3, "lambda_e": 0.8, "dynamic": {"search_space": 2}, "threads": 1})  # fmt: skip
+                       trial={"epochs": 6, "lambda_e": 0.8, "dynamic": {"search_space": 2}, "threads": 1})  # fmt: skip
     study = load_study(path)
     cmd = [sys.executable, "-m", "orchestrator.cli", "run", str(path)]  # the default console, as users see it
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")} | {"PYTHONUNBUFFERED": "1"}
     console = tmp_path / "console.txt"
     driver = subprocess.Popen(cmd, start_new_session=True, env=env, stdout=console.open("w"), stderr=subprocess.STDOUT)
-    client = None
+    client, second, second_s = None, None, None
+    experiment = Path(study.storage) / "ray" / "trials"
     deadline = time.time() + 300
     try:
-        while time.time() < deadline:  # kill once one trial is done and the next has started
-            time.sleep(1.0)
+        # kill once one trial is done and the next has checkpointed an epoch
+        while time.time() < deadline:
+            time.sleep(0.25)
             assert driver.poll() is None, console.read_text()[-3000:]
             if client is None:  # open the store only once the driver has created it (migrations race)
                 if not (Path(study.storage) / "study_state.json").exists():
                     continue
                 client = MlflowClient(study.tracking_uri())
+                # a second driver of the running study is refused at once, naming the first; it starts nothing
+                second = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                t0 = time.perf_counter()
+            if second.poll() is not None and second_s is None:
+                second_s = time.perf_counter() - t0
             runs = _runs(client, "trial")
-            if sum(r.info.status == "FINISHED" for r in runs) >= 1 and any(r.info.status == "RUNNING" for r in runs):
+            if sum(r.info.status == "FINISHED" for r in runs) >= 1 and _resumable(experiment) and second_s:
                 break
         else:
             pytest.fail("the study did not get going in time")
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
+        if second is not None and second.poll() is None:
+            second.kill()
+    second_err = second.communicate(timeout=60)[1]
+    assert second.returncode == 2 and f"already running (driver pid {driver.pid} on" in second_err, second_err
+    assert second_s < 30 and len(_runs(client, "study")) == 1
+    # the dead driver's lock: a plain run is refused and pointed at --resume
+    plain = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 2 and "stopped without finishing; continue it with --resume" in plain.stderr
+    # a truncated checkpoint that the resume would start from is refused, naming it; MLflow is left as it was
+    (trial_id, folder), *_ = resume_checkpoints(experiment).items()
+    file = folder / "checkpoint.pt"
+    whole = file.read_bytes()
+    recorded = [(r.info.run_id, r.info.status, r.data.metrics) for r in _runs(client, "trial") + _runs(client, "study")]
+    file.write_bytes(whole[: len(whole) // 3])
+    refused = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and f"{file}: cannot be read as a checkpoint" in refused.stderr, refused.stderr
+    assert trial_id in refused.stderr
+    assert [(r.info.run_id, r.info.status, r.data.metrics)
+            for r in _runs(client, "trial") + _runs(client, "study")] == recorded  # fmt: skip
+    file.write_bytes(whole)
     done = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert f"took over the lock of a driver that is no longer running (pid {driver.pid} on" in done.stdout
+    assert not (Path(study.storage) / "driver.lock").exists()
     # without -v, neither run showed the libraries' banners, warnings or tables; the resume showed its trials
     for shown in (console.read_text(), done.stdout + done.stderr):
         assert not [line for line in shown.splitlines() if any(b in line for b in BANNERS)], shown[-3000:]

@@ -222,6 +222,16 @@ class VideoDataset(Dataset[dict[str, Any]]):
             bad_paths=tuple(bad),
         )
 
+    def skipped_mask(self) -> torch.Tensor:
+        """``(len(records),)`` bool: the records skipped so far (found missing or corrupt when read); the
+        videos missing when the dataset was built are not among ``records`` (`stats` counts both)."""
+        return self._status != _OK
+
+    @property
+    def missing_at_build(self) -> int:
+        """Listed videos that did not exist when the dataset was built (left out of ``records``)."""
+        return len(self._missing_at_build)
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         n = len(self.records)
         if not -n <= index < n:

@@ -8,7 +8,9 @@ with ``base_checkpoint`` set.
 
 One epoch = one pass over the training set in soft mode (cross-entropy + λ_e · efficiency loss for a
 dynamic run), then, every ``eval_every`` epochs and after the last, `evaluate` in hard mode, a
-checkpoint, one line in ``metrics.jsonl`` and the ``on_epoch`` callback. On CPU a run is
+checkpoint, one line in ``metrics.jsonl`` and the ``on_epoch`` callback. Every epoch's metrics count the
+listed videos skipped so far as missing or corrupt (``skipped_videos_train``, ``skipped_videos_val``), so a
+list that goes bad shows as a number, never as a silent accuracy drop. On CPU a run is
 bit-reproducible from its seed, and a run resumed from a checkpoint ends with the same weights as
 one that was never interrupted.
 
@@ -47,7 +49,7 @@ from vared_core.models import get_model_cfg
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint, set_aside_later
 from .config import ResolvedOptim, TrainConfig, resolve_optim
 from .data import build_datasets
-from .distributed import all_ranks_sum, device_for, rank_seed, world
+from .distributed import World, all_ranks_sum, device_for, rank_seed, world
 from .evaluate import EvalResult, evaluate
 from .optimizer import build_optimizer, gate_parameters
 from .run_model import build_run_model
@@ -105,6 +107,17 @@ def _check_resume(config: TrainConfig, saved: dict[str, Any], path: Path) -> Non
             diffs.append(f"{key}: {saved.get(key)!r} → {now.get(key)!r}")
     if diffs:
         raise CheckpointError(f"resume_from {path}: the checkpoint belongs to another run; differs in " + "; ".join(diffs))
+
+
+def skipped_videos(dataset: Any, w: World) -> int:
+    """The videos of ``dataset`` skipped so far as missing or corrupt, on any rank (0 for datasets that do not
+    count them)."""
+    if not hasattr(dataset, "skipped_mask"):
+        return 0
+    mask = dataset.skipped_mask().to(torch.int32)
+    if w.size > 1:  # a video counts once however many ranks met it
+        dist.all_reduce(mask, op=dist.ReduceOp.MAX)
+    return dataset.missing_at_build + int(mask.sum())
 
 
 def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult:
@@ -280,6 +293,9 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
             evaluation = run_eval()
             metrics.update({f"val_{k}" if k == "loss" else k: v for k, v in evaluation.metrics().items()})
+        # listed videos that could not be read (missing or corrupt) so far: never a silent accuracy drop
+        metrics.update(skipped_videos_train=float(skipped_videos(train_set, w)),
+                       skipped_videos_val=float(skipped_videos(val_set, w)))  # fmt: skip
         history.append(metrics)
         if w.is_main:
             ckpt = save_checkpoint(out, {

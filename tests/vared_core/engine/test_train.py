@@ -207,3 +207,29 @@ def test_gate_grad_clip_bounds_the_gates_steps_only(base_run: FitResult, engine_
     assert gate_free > 1e-3 and backbone_free > 1e-4
     assert gate_clipped < 1e-2 * gate_free  # only weight decay moves them
     assert backbone_clipped > 0.1 * backbone_free
+
+
+def test_unreadable_videos_are_counted_every_epoch_also_when_they_go_bad_mid_run(engine_data, make_base_config,
+                                                                                   tmp_path) -> None:  # fmt: skip
+    """A missing video in each list, and one validation video corrupted after the first epoch: counted, per
+    epoch, in the metrics the trial's run logs."""
+    import shutil
+
+    from vared_core.engine import data_lists
+
+    train_list, val_list = data_lists(engine_data)
+    root = tmp_path / "copy"
+    shutil.copytree(train_list.parent / "videos", root / "videos")
+    for name, src in (("train.csv", train_list), ("val.csv", val_list)):
+        (root / name).write_text(src.read_text() + "videos/pan_left/gone.mp4,1,0,0\n")
+    victim = root / val_list.read_text().splitlines()[1].split(",")[0]
+    data = engine_data.model_copy(update={"synthetic": None, "train_list": root / "train.csv",
+                                          "val_list": root / "val.csv", "root": root})  # fmt: skip
+
+    def corrupt_after_first(epoch: int, metrics: dict, ckpt: Path) -> None:
+        if epoch == 1:
+            victim.write_bytes(b"not a video any more")
+
+    result = fit(make_base_config(data, tmp_path / "run", epochs=2, eval_every=1), on_epoch=corrupt_after_first)
+    counts = [(h["skipped_videos_train"], h["skipped_videos_val"]) for h in result.history]
+    assert counts == [(1.0, 1.0), (1.0, 2.0)]
