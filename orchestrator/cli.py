@@ -78,16 +78,23 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{args.study}: {e}", file=sys.stderr)
         return 2
     print(f"MLflow: {study.tracking_uri()} · experiment {study.experiment_name()!r} · parent run {result.tracker.parent_run_id}")
-    print(f"open it: {ui_command(study.tracking_uri())}")
+    print(f"open it: {ui_command(study.tracking_uri(), result.tracker.experiment_id)}")
     return 0
 
 
-def ui_command(uri: str) -> str:
-    """What opens the MLflow UI on the store ``uri``: its address for a tracking server, else ``mlflow ui``
-    on the store."""
+def ui_command(uri: str, experiment_id: str | None = None) -> str:
+    """What opens the MLflow UI on the store ``uri`` at the study's experiment: its address for a tracking
+    server, else ``mlflow ui`` on the store. The page asks for MLflow 3's model-training view (runs, charts,
+    registry), which would otherwise open on its GenAI view (traces).
+
+    Example:
+        >>> ui_command("http://mlflow:5000", "3")
+        'http://mlflow:5000/#/experiments/3?workflowType=machine_learning'
+    """
+    page = f"/#/experiments/{experiment_id}?workflowType=machine_learning" if experiment_id else ""
     if uri.split(":", 1)[0] in ("http", "https"):
-        return uri
-    return f"mlflow ui --backend-store-uri '{uri}'   # then http://127.0.0.1:5000"
+        return uri.rstrip("/") + page
+    return f"mlflow ui --backend-store-uri '{uri}'   # then http://127.0.0.1:5000{page}"
 
 
 def _nightly(args: argparse.Namespace) -> int:
@@ -161,6 +168,20 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fronts_table(fronts: dict) -> dict[str, list]:
+    """Every study's front in one column table: ``study`` first, then each front's columns (None where a
+    study's front lacks one)."""
+    tables = {name: front.table() for name, front in fronts.items()}
+    columns = list(dict.fromkeys(c for t in tables.values() for c in t))
+    merged: dict[str, list] = {"study": [], **{c: [] for c in columns}}
+    for name, table in tables.items():
+        n = len(table.get("trial_id", []))
+        merged["study"] += [name] * n
+        for c in columns:
+            merged[c] += table.get(c, [None] * n)
+    return merged
+
+
 def _compare(args: argparse.Namespace) -> int:
     from .front_plots import plot_front_html, plot_front_png
     from .pareto import compute_front
@@ -186,6 +207,7 @@ def _compare(args: argparse.Namespace) -> int:
                             tags={"role": "compare", "studies": ",".join(fronts)})  # fmt: skip
     client.log_artifact(run.info.run_id, str(png), "compare")
     client.log_artifact(run.info.run_id, str(html), "compare")
+    client.log_table(run.info.run_id, data=_fronts_table(fronts), artifact_file="compare/fronts.json")
     client.set_terminated(run.info.run_id)
     print(f"wrote {png} and {html}; logged to MLflow run {run.info.run_id}")
     return 0

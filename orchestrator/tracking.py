@@ -46,6 +46,8 @@ ORPHANED_TAG = "orphaned"  # "true" on a trial run whose Tune trial a killed dri
 BASE_DONE_FILE = "done.json"  # written in a base model's folder once its training finished (a cached base)
 STATE_FILE = "study_state.json"  # in a study's storage: its parent run id, so a resumed study reopens that run
 DESCRIPTION_TAG = "mlflow.note.content"  # a run's description in the MLflow UI
+#: MLflow 3's UI opens an experiment in its GenAI view (traces) unless the experiment says it is model training
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 STUDY_FILE = "study.yaml"  # the parent run's artifact: the study as it ran (after --set, paths absolute)
 #: short labels of axes in trial run names (`axes_name`)
 _AXIS_LABELS = {"lambda_e": "λe", "search_space": "S", "dynamic.search_space": "S", "optim.lr": "lr"}
@@ -93,9 +95,12 @@ class StudyTracker:
             # a tracking server stores (or proxies) artifacts itself; a local store keeps them in the study folder
             remote = uri.split(":", 1)[0] in ("http", "https", "databricks")
             location = None if remote else Path(artifact_root).absolute().as_uri()
-            exp_id = client.create_experiment(experiment, artifact_location=location)
+            exp_id = client.create_experiment(experiment, artifact_location=location,
+                                              tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})  # fmt: skip
         else:
             exp_id = exp.experiment_id
+            if exp.tags.get(EXPERIMENT_KIND_TAG) is None:  # an experiment made before this tag
+                client.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         if parent_run_id is None:
             run = client.create_run(exp_id, run_name=study_name, tags={"study": study_name, "role": "study",
                                                                       "code_version": code_version()})

@@ -58,3 +58,39 @@ def test_pareto_of_a_study_that_never_ran_exits_2_saying_so(tmp_path: Path, writ
     else:
         raise AssertionError("pareto of a study that never ran must exit")
     assert "the study has not been run yet" in capsys.readouterr().err
+
+
+def test_compare_logs_the_overlay_and_one_table_of_every_front(tmp_path: Path, write_study, capsys) -> None:
+    """Two studies' trials on a real MLflow store (written as trial runs write them): `compare` logs the overlay
+    plot, its HTML and one table of both fronts, each row naming its study, to a run of the first study."""
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator.tracking import StudyTracker, save_study_state
+    from orchestrator.validation import load_study
+
+    paths = []
+    for name, points in (("a", [(70.0, 0.05), (60.0, 0.04), (50.0, 0.06)]), ("b", [(65.0, 0.03)])):
+        (tmp_path / name).mkdir()
+        path = write_study(tmp_path / name, name)
+        study = load_study(path)
+        storage = Path(study.storage)
+        tracker = StudyTracker.open(study.tracking_uri(), study.experiment_name(), storage / "mlartifacts", name,
+                                    parent_run_id=None)  # fmt: skip
+        save_study_state(storage, {"parent_run_id": tracker.parent_run_id, "study": name})
+        for i, (top1, gflops) in enumerate(points):
+            run = tracker.trial_run(f"{name}{i}")
+            run.log_params({"axis.lambda_e": i})
+            run.log_metrics({"video_top1": top1, "gflops_avg": gflops}, 1)
+            run.end()
+        paths.append(str(path))
+    out = tmp_path / "cmp"
+    assert main(["compare", *paths, "--out", str(out)]) == 0
+    run_id = capsys.readouterr().out.strip().rsplit(" ", 1)[-1]
+    study = load_study(paths[0])
+    client = MlflowClient(study.tracking_uri())
+    assert client.get_run(run_id).data.tags["studies"] == "a,b"
+    files = {a.path for a in client.list_artifacts(run_id, "compare")}
+    assert files == {"compare/compare.png", "compare/compare.html", "compare/fronts.json"}
+    table = json.loads(Path(client.download_artifacts(run_id, "compare/fronts.json", str(tmp_path))).read_text())
+    rows = [dict(zip(table["columns"], r)) for r in table["data"]]
+    assert sorted((r["study"], r["trial_id"]) for r in rows) == [("a", "a0"), ("a", "a1"), ("b", "b0")]

@@ -153,3 +153,5 @@ def test_the_parent_run_gets_the_studys_description_file_and_fixed_settings(trac
     text = Path(client.download_artifacts(tracker.parent_run_id, "study.yaml", str(tmp_path))).read_text()
     assert text.startswith(f"# {study.name}: the study as it ran, from {study.source}")
     assert "epochs: 3" in text
+    # the UI opens the experiment as model training (runs, charts), not as a GenAI app (traces)
+    assert client.get_experiment(tracker.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
