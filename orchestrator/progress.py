@@ -1,5 +1,5 @@
 """A live view of a running study: on a terminal, a table redrawn in place (one row per trial, named by its
-axes: status, epoch, its objectives; a caption with the trials done / running / failed, an ETA from the rate
+axes: status, epoch, its objectives, ★ when on the current front; a caption with the trials done / running / failed, an ETA from the rate
 at which trials finish, the best value of each objective so far and the size of the current front);
 elsewhere (CI logs, files) one unwrapped line per finished or failed trial with the same running summary."""
 from __future__ import annotations
@@ -57,11 +57,14 @@ class ProgressCallback(tune.Callback):
 
     def _table(self) -> Table:
         table = Table(title="study progress", caption=self._summary(), caption_justify="left")
-        for col in ("trial", "status", "epoch", *self.metrics):
+        for col in ("trial", "status", "epoch", *self.metrics, "front"):
             table.add_column(col, justify="right" if col in ("epoch", *self.metrics) else "left")
+        done = [t for t, r in self.rows.items() if r["status"] == "done" and all(m in r["metrics"] for m in self.metrics)]
+        mask = pareto_mask([[self.rows[t]["metrics"][m] for m in self.metrics] for t in done], self.modes) if done else []
+        on_front = {t for t, on in zip(done, mask) if on}  # the current front, among the finished trials
         for trial_id, row in self.rows.items():
             shown = [f"{row['metrics'][m]:.4g}" if m in row["metrics"] else "" for m in self.metrics]
-            table.add_row(row["name"], row["status"], str(row["epoch"] or ""), *shown)
+            table.add_row(row["name"], row["status"], str(row["epoch"] or ""), *shown, "★" if trial_id in on_front else "")
         return table
 
     def _update(self, trial: Any, status: str, text: str | None = None) -> None:

@@ -48,3 +48,5 @@ def test_a_terminal_gets_a_table_of_every_trial() -> None:
     for row in ("t1", "t2", "t3"):
         assert row in last
     assert "FAILED" in last and "done" in last and "front 2" in last
+    front_rows = [line for line in last.splitlines() if "★" in line]
+    assert len(front_rows) == 2 and all("t1" in r or "t2" in r for r in front_rows)  # t3 failed: not a candidate
