@@ -166,6 +166,10 @@ class TrialRun:
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         MlflowClient(node_uri(self.uri)).log_batch(self.run_id, metrics=_finite_metrics(metrics, step))
 
+    def tags(self) -> dict[str, str]:
+        """The run's tags as MLflow holds them now."""
+        return dict(MlflowClient(node_uri(self.uri)).get_run(self.run_id).data.tags)
+
     def logged_steps(self, metric: str) -> set[int]:
         """The steps (epochs) at which ``metric`` was logged on this run."""
         return {m.step for m in MlflowClient(node_uri(self.uri)).get_metric_history(self.run_id, metric)}

@@ -32,9 +32,10 @@ from .bases import base_folder, base_id, base_overrides
 from .schema import Study, Workers
 from .tracking import BASE_DONE_FILE, ROLE_BASE, STOPPED_TAG, StudyTracker, TrialRun, axes_name
 
-__all__ = ["policy_plots", "run_trial", "train_base", "train_trial", "warm_up"]
+__all__ = ["ATTEMPTS_TAG", "policy_plots", "run_trial", "train_base", "train_trial", "warm_up"]
 
 _FAILED = RunStatus.to_string(RunStatus.FAILED)
+ATTEMPTS_TAG = "attempts"  # a trial run's attempts: above 1 when Tune retried or resumed it
 _KILLED = RunStatus.to_string(RunStatus.KILLED)
 
 
@@ -175,8 +176,14 @@ def train_trial(params: dict[str, Any], *, study: Study, cell: dict[str, Any], b
     _open_run(run, study, config, {**{f"axis.{k}": v for k, v in axes.items()}, **flatten_dotted(config.to_dict()),
                                    **_resolved_params(config, workers)})  # fmt: skip
 
+    # the attempt's number: a retry (its worker died) or a resume (the driver died) logs into the same run
+    attempt = int(run.tags().get(ATTEMPTS_TAG, "0")) + 1
+    run.set_tags({ATTEMPTS_TAG: str(attempt)})
+    logged = run.logged_steps("loss") if attempt > 1 else set()  # epochs an earlier attempt logged already
+
     def report(epoch: int, metrics: dict[str, float], ckpt: Path) -> None:
-        run.log_metrics(metrics, epoch)
+        if epoch not in logged:  # re-run after a checkpoint older than the last logged epoch: logged once
+            run.log_metrics(metrics, epoch)
         tune.report({**metrics, "trial_id": trial_id}, checkpoint=tune.Checkpoint.from_directory(str(ckpt)))
 
     status = _FAILED
@@ -225,8 +232,9 @@ def _fit_trial(config: Any, run: TrialRun, report: Any, *, study: Study, workers
         final = latest_checkpoint(out)
     else:
         checkpoint = tune.get_checkpoint()
-        if checkpoint is not None:
+        if checkpoint is not None:  # a retry or resume: continue from Tune's newest checkpoint
             with checkpoint.as_directory() as d:
+                _log_missing_epochs(run, Path(d))
                 result = fit(config.model_copy(update={"resume_from": Path(d)}), on_epoch=report)
         else:  # a first attempt: where the fine-tune starts, at step 0
             run.log_metrics(_start_metrics(Path(base_checkpoint)), 0)

@@ -229,6 +229,49 @@ def test_asha_stops_worse_trials_early_and_keeps_them_off_the_front(tmp_path: Pa
     assert result.front.front
 
 
+def test_a_killed_trial_worker_is_retried_from_its_checkpoint_into_the_same_run(tmp_path: Path,
+                                                                                 write_study) -> None:  # fmt: skip
+    """kill -9 the process of the running trial mid-fit: Tune retries it (max_failures 1) from its last
+    checkpoint, its one MLflow run continues with every epoch logged once and says it took two attempts."""
+    import psutil
+
+    epochs = 12
+    path = write_study(tmp_path, "worker", grid={"dims": ["both"]}, max_concurrent=1, max_failures=1,
+                       trial={"epochs": epochs, "lambda_e": 0.8, "dynamic": {"search_space": 2}, "threads": 1})  # fmt: skip
+    study = load_study(path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")} | {"PYTHONUNBUFFERED": "1"}
+    console = tmp_path / "console.txt"
+    driver = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(path)], start_new_session=True,
+                              env=env, stdout=console.open("w"), stderr=subprocess.STDOUT)  # fmt: skip
+    killed, deadline = None, time.time() + 300
+    try:
+        while killed is None and time.time() < deadline:
+            time.sleep(0.2)
+            assert driver.poll() is None, console.read_text()[-3000:]
+            if not (Path(study.storage) / "study_state.json").exists():
+                continue
+            client = MlflowClient(study.tracking_uri())
+            runs = [r for r in _runs(client, "trial") if r.info.status == "RUNNING"]
+            if not runs or not 2 <= len(client.get_metric_history(runs[0].info.run_id, "loss")) < epochs - 2:
+                continue
+            workers = [p for p in psutil.Process(driver.pid).children(recursive=True)
+                       if "ray::ImplicitFunc" in " ".join(p.cmdline())]  # fmt: skip
+            if len(workers) == 1:
+                workers[0].kill()  # SIGKILL
+                killed = len(client.get_metric_history(runs[0].info.run_id, "loss"))
+        assert killed, "the trial did not get going in time"
+        assert driver.wait(timeout=300) == 0, console.read_text()[-3000:]
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    (run,) = _runs(client, "trial")
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+    assert sorted(steps) == list(range(1, epochs + 1)), steps  # every epoch once
+    assert run.info.status == "FINISHED" and run.data.tags["attempts"] == "2"
+    assert 1 <= int(run.data.tags["resumed_from_epoch"]) <= killed
+    assert "video_top1" in run.data.metrics and len(_runs(client, "study")) == 1
+
+
 def _resumable(experiment: Path) -> dict:
     try:
         return resume_checkpoints(experiment)
