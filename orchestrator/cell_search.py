@@ -13,6 +13,9 @@ run), or a list holding a trial the searcher does not know. `reconcile` makes th
 truth: a lost suggestion is owed again (and failed in its cell's sampler), an unknown trial is adopted.
 Give Tune a `CellSearch` wrapped by `CellSearch.search_alg()`, whose restored state never says "finished"
 on its own (the saved flag can be as stale as the list), and ``num_samples=-1``: the cells' quotas decide.
+Pass `CellSearch.callback()` to Tune as well: Tune ends some trials without telling the searcher (a reused
+actor that cannot be reset errors the trial it was given), and the callback tells it, so the concurrency
+limit never waits on a trial that no longer runs.
 
 Example:
     >>> search = CellSearch([searcher_for(0), searcher_for(1)], cells, num_samples=2)   # doctest: +SKIP
@@ -26,9 +29,10 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+from ray.tune import Callback
 from ray.tune.search import SearchGenerator, Searcher
 
-__all__ = ["CellSearch", "GridCell", "saved_trials"]
+__all__ = ["CellSearch", "GridCell", "errored_trials", "saved_trials"]
 
 
 class CellSearch(Searcher):
@@ -62,6 +66,19 @@ class CellSearch(Searcher):
     def search_alg(self) -> SearchGenerator:
         """This searcher in the Tune wrapper to pass as ``TuneConfig(search_alg=…, num_samples=-1)``."""
         return _QuotaGenerator(self)
+
+    def callback(self) -> Callback:
+        """The Tune callback to pass with `search_alg` in ``RunConfig(callbacks=[…])`` (see the module doc)."""
+        return _EndedTrials(self)
+
+    def sync_ended(self, ended: dict[str, bool]) -> list[str]:
+        """Complete the live trials Tune has ended (trial id → whether it errored) without telling this
+        searcher; each is reported to its cell's searcher as failed (it never reported a result). Returns
+        their ids."""
+        missed = sorted(t for t in self.live if t in ended)
+        for trial_id in missed:
+            self.on_trial_complete(trial_id, error=ended[trial_id])
+        return missed
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return True  # the cells' searchers carry their own objectives and spaces
@@ -148,6 +165,19 @@ class GridCell(Searcher):
         pass
 
 
+class _EndedTrials(Callback):
+    """After every step of Tune's loop, `CellSearch.sync_ended` with the trials Tune has ended. Tune pickles
+    this callback with the search algorithm, so a restored experiment's callback holds the restored searcher."""
+
+    def __init__(self, search: CellSearch) -> None:
+        self.search = search
+
+    def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        if self.search.live:
+            self.search.sync_ended({t.trial_id: t.status == "ERROR" for t in trials
+                                    if t.status in ("TERMINATED", "ERROR")})  # fmt: skip
+
+
 class _QuotaGenerator(SearchGenerator):
     """Tune's searcher wrapper, minus its own saved "finished" flag: after a resume the searcher's
     reconciled quotas decide whether trials are still owed (it answers FINISHED once none are)."""
@@ -166,6 +196,19 @@ def _saved_states(experiment_dir: Path) -> list[Any] | None:
         return None
     trial_data = json.loads(states[-1].read_text())["trial_data"]
     return [Trial.from_json_state(state, stub=True) for state, _metadata in trial_data]
+
+
+def errored_trials(experiment_dir: Path) -> dict[str, tuple[dict[str, Any], str]]:
+    """Trial id → (config, Tune's error text) of the trials the newest Tune experiment state under
+    ``experiment_dir`` lists as errored (empty if there is none)."""
+    found = {}
+    for trial in _saved_states(experiment_dir) or []:
+        if trial.status == "ERROR":
+            logdir = Path(experiment_dir) / (trial.relative_logdir or "")
+            error = logdir / "error.txt"
+            text = error.read_text(errors="replace").strip() if error.is_file() else "Tune ended it with an error"
+            found[trial.trial_id] = (trial.config, text)
+    return found
 
 
 def saved_trials(experiment_dir: Path) -> dict[str, dict[str, Any]] | None:

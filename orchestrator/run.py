@@ -38,8 +38,8 @@ from .pareto import Front, format_front
 from .preflight import check_checkpoints, check_storage
 from .schema import Study, Workers
 from .study_lock import StudyLock
-from .tracking import (StudyTracker, close_orphans, describe_study, load_study_state, log_front, save_study_state,
-                       study_trials)  # fmt: skip
+from .tracking import (StudyTracker, close_orphans, describe_study, load_study_state, log_front,
+                       record_unstarted_errors, save_study_state, study_trials)  # fmt: skip
 
 __all__ = ["StudyResult", "check_cluster", "cluster_shape", "plan", "run_study"]
 
@@ -108,7 +108,7 @@ def _run_locked(study: Study, storage: Path, *, address: str | None, resume: boo
     import ray
     from ray import tune
 
-    from .cell_search import CellSearch, GridCell, saved_trials
+    from .cell_search import CellSearch, GridCell, errored_trials, saved_trials
     from .progress import ProgressCallback
     from .space import scheduler, searcher
     from .trainable import run_trial, train_base, warm_up
@@ -159,9 +159,10 @@ def _run_locked(study: Study, storage: Path, *, address: str | None, resume: boo
             searchers, per_cell = [searcher(study, i) for i in range(len(cells))], study.search.num_samples
         else:  # a pure grid: every cell one trial
             searchers, per_cell = [GridCell() for _ in cells], 1
-        search_alg = CellSearch(searchers, cells, per_cell, max_concurrent=study.max_concurrent).search_alg()
+        cell_search = CellSearch(searchers, cells, per_cell, max_concurrent=study.max_concurrent)
+        run_cfg["callbacks"] = [*callbacks, cell_search.callback()]
         # num_samples=-1: the cells' quotas say when the study is done (Tune's own count can go stale on resume)
-        tune_config = tune.TuneConfig(num_samples=-1, search_alg=search_alg, reuse_actors=True,
+        tune_config = tune.TuneConfig(num_samples=-1, search_alg=cell_search.search_alg(), reuse_actors=True,
                                       scheduler=scheduler(study))  # max_concurrent: in search_alg
         path = storage / "ray" / _EXPERIMENT
         if resume and tune.Tuner.can_restore(str(path)):
@@ -173,6 +174,7 @@ def _run_locked(study: Study, storage: Path, *, address: str | None, resume: boo
         with scoped_environment(_TUNE_ENV):
             tuner.fit()
         close_orphans(tracker, set(saved_trials(path) or {}))
+        record_unstarted_errors(tracker, study.name, errored_trials(path))
         ray.get(list(bases.values()))  # a base that failed fails the study (its trials failed waiting for it)
 
         # 3. the front, from what MLflow recorded

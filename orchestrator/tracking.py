@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from .schema import Study
 
 __all__ = ["STATE_FILE", "StudyTracker", "StudyTrials", "TrialRun", "axes_name", "close_orphans", "code_version",
-           "describe_study", "load_study_state", "log_front", "save_study_state", "study_params", "study_trials"]  # fmt: skip
+           "describe_study", "load_study_state", "log_front", "record_unstarted_errors", "save_study_state", "study_params",
+           "study_trials"]  # fmt: skip
 
 ROLE_TRIAL, ROLE_BASE = "trial", "base"
 STOPPED_TAG = "stopped_early"  # "true" on a trial run the scheduler (ASHA) stopped before its last epoch
@@ -365,6 +366,26 @@ def close_orphans(tracker: StudyTracker, listed_trials: set[str]) -> list[str]:
         tracker.client.set_tag(run_id, ORPHANED_TAG, "true")
         tracker.client.set_terminated(run_id, status="KILLED")
     return orphans
+
+
+def record_unstarted_errors(tracker: StudyTracker, study: str, errored: Mapping[str, tuple[dict[str, Any], str]]) -> list[str]:
+    """Give every trial Tune ended in error before it opened its run (``errored``: trial id → (its Tune
+    config ``{"cell": …, **sampled}``, Tune's error text)) a FAILED run holding its axes and the error, so
+    `study_trials` lists it as failed instead of it missing from MLflow; returns the new run ids."""
+    have = {r.data.tags.get("trial_id") for r in tracker.child_runs()}
+    made = []
+    for trial_id, (config, error) in errored.items():
+        if trial_id in have:
+            continue
+        axes = {**config.get("cell", {}), **{k: v for k, v in config.items() if k != "cell"}}
+        tags = {"study": study, "error": error[-5000:], **{f"axis.{k}": str(v) for k, v in axes.items()}}
+        if "cell" in config:
+            tags["cell"] = json.dumps(config["cell"], sort_keys=True, default=str)
+        run = tracker.trial_run(trial_id, name=axes_name(axes) or trial_id, tags=tags)
+        run.log_params({f"axis.{k}": v for k, v in axes.items()})
+        run.end(RunStatus.to_string(RunStatus.FAILED))
+        made.append(run.run_id)
+    return made
 
 
 def log_front(study: Study, tracker: StudyTracker, trials: list[dict[str, Any]]) -> Front:

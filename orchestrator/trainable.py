@@ -151,10 +151,16 @@ def policy_plots(evaluation: Any, folder: Path) -> Path:
     return folder
 
 
+#: how long Tune, reusing this trial's actor for the next trial, waits for this trial's thread to exit (its
+#: default, 2 s, is exceeded on a loaded machine; the next trial then errors before it starts)
+REUSE_WAIT_S = "120"
+
+
 def run_trial(params: dict[str, Any], *, study: Study, bases: dict[str, Any], tracker: StudyTracker) -> None:
     """The Tune function: ``params`` is ``{"cell": grid cell, **sampled values}``; ``bases`` maps base ids
     (`bases.base_id`) to the ObjectRefs of the base tasks' checkpoint paths, waited for here, before any
     MLflow run is opened."""
+    os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", REUSE_WAIT_S)  # read by Tune in this actor's process
     sampled = {k: v for k, v in params.items() if k != "cell"}
     cell = params["cell"]
     base_checkpoint = ray.get(bases[base_id(study, base_overrides(study, cell))])

@@ -73,6 +73,18 @@ def test_max_concurrent_holds_suggestions_until_a_trial_completes_and_counts_res
     assert search.suggest("t5") == Searcher.FINISHED  # every cell's quota spent: done, however many run
 
 
+def test_a_trial_tune_ended_without_telling_the_searcher_frees_its_place_and_fails_in_its_sampler() -> None:
+    cells = [{"dims": "temporal"}, {"dims": "both"}]
+    search = CellSearch([_optuna(0), _optuna(1)], cells, num_samples=2, max_concurrent=1)
+    assert isinstance(search.suggest("t0"), dict) and search.suggest("t1") is None
+    assert search.sync_ended({"t9": False}) == [] and search.suggest("t1") is None  # not one of its live trials
+    assert search.sync_ended({"t0": True}) == ["t0"] and search.live == set()
+    assert [t.state for t in search.searchers[0]._ot_study.trials] == [optuna.trial.TrialState.FAIL]
+    assert search.suggest("t1")["cell"] == {"dims": "both"}
+    search.on_trial_complete("t1", {"video_top1": 50.0})  # Tune told it: nothing left to sync
+    assert search.sync_ended({"t0": True, "t1": False}) == []
+
+
 def _no_op(config: dict) -> dict:
     return {"video_top1": config["lambda_e"]}
 

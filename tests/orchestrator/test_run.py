@@ -272,6 +272,33 @@ def test_a_killed_trial_worker_is_retried_from_its_checkpoint_into_the_same_run(
     assert "video_top1" in run.data.metrics and len(_runs(client, "study")) == 1
 
 
+@pytest.mark.slow
+def test_a_trial_tune_errors_before_it_starts_fails_in_mlflow_and_the_study_goes_on(tmp_path: Path,
+                                                                                   write_study) -> None:  # fmt: skip
+    """Tune errors a trial whose reused actor cannot be reset in time, without telling the searcher and
+    before the trial opens its MLflow run. Forced here by leaving Tune no wait at all: the study still ends
+    (its concurrency limit does not wait on that trial), and the trial is a FAILED run with Tune's error."""
+    path = write_study(tmp_path, "reuse", grid={"dims": ["temporal", "channel", "both"]}, max_concurrent=1,
+                       trial={"epochs": 1, "lambda_e": 0.8, "dynamic": {"search_space": 2}, "threads": 1})  # fmt: skip
+    study = load_study(path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")} | {"TUNE_FUNCTION_THREAD_TIMEOUT_S": "0"}
+    done = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(path)], env=env, capture_output=True,
+                          text=True, timeout=400)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = _runs(MlflowClient(study.tracking_uri()), "trial")
+    assert sorted(r.data.params["axis.dims"] for r in runs) == ["both", "channel", "temporal"]  # one run per trial
+    failed = [r for r in runs if r.info.status == "FAILED"]
+    assert failed and all("reset_config" in r.data.tags["error"] for r in failed), [r.data.tags for r in runs]
+    assert all(r.info.status == "FINISHED" for r in runs if r not in failed)
+    assert f"{len(failed)} trial(s) failed:" in done.stdout and failed[0].data.tags["trial_id"] in done.stdout
+
+
+def _trial_stubs(state: Path) -> list:
+    from ray.tune.experiment.trial import Trial
+
+    return [Trial.from_json_state(t, stub=True) for t, _ in json.loads(state.read_text())["trial_data"]]
+
+
 def _resumable(experiment: Path) -> dict:
     try:
         return resume_checkpoints(experiment)
@@ -349,7 +376,11 @@ def test_killed_driver_resumes_with_every_trial_once(search: str, tmp_path: Path
     assert "trial" in done.stdout and "MLflow: " in done.stdout
     # a trial lost with Tune's state (see CellSearch) runs again; its first run is kept, tagged orphaned
     runs = [r for r in _runs(client, "trial") if r.data.tags.get("orphaned") != "true"]
-    assert sorted(r.data.params["axis.dims"] for r in runs) == dims
+    seen = [(r.data.tags.get("trial_id"), r.data.params["axis.dims"], r.info.status, r.data.tags.get("orphaned"),
+             r.data.tags.get("attempts")) for r in _runs(client, "trial")]  # fmt: skip
+    listed = {f.name: [(t.trial_id, t.config["cell"], t.status) for t in _trial_stubs(f)]
+              for f in sorted(experiment.glob("experiment_state-*.json"))}  # fmt: skip
+    assert sorted(r.data.params["axis.dims"] for r in runs) == dims, (seen, listed, done.stdout[-3000:])
     if search != "grid":
         assert len({r.data.params["axis.lambda_e"] for r in runs}) == len(dims)
     assert all(r.info.status == "FINISHED" for r in runs)
