@@ -150,7 +150,7 @@ class CellSearch(Searcher):
         states = _saved_states(Path(checkpoint_path).parent)
         if states is not None:
             self.reconcile({t.trial_id: t.config for t in states},
-                           {t.trial_id for t in states if t.status not in ("TERMINATED", "ERROR")})
+                           {t.trial_id for t in states if t.status != "TERMINATED"})  # a resume reruns ERROR ones
 
 
 class GridCell(Searcher):
@@ -199,14 +199,16 @@ def _saved_states(experiment_dir: Path) -> list[Any] | None:
 
 
 def errored_trials(experiment_dir: Path) -> dict[str, tuple[dict[str, Any], str]]:
-    """Trial id → (config, Tune's error text) of the trials the newest Tune experiment state under
-    ``experiment_dir`` lists as errored (empty if there is none)."""
+    """Trial id → (config, Tune's error: the last line of its ``error.txt``, and where that file is) of the
+    trials the newest Tune experiment state under ``experiment_dir`` lists as errored (empty if none)."""
     found = {}
     for trial in _saved_states(experiment_dir) or []:
         if trial.status == "ERROR":
             logdir = Path(experiment_dir) / (trial.relative_logdir or "")
             error = logdir / "error.txt"
-            text = error.read_text(errors="replace").strip() if error.is_file() else "Tune ended it with an error"
+            lines = error.read_text(errors="replace").strip().splitlines() if error.is_file() else []
+            # Tune's file holds the traceback; its last line is the error itself
+            text = f"{lines[-1]} (Tune's full error: {error})" if lines else "Tune ended it with an error"
             found[trial.trial_id] = (trial.config, text)
     return found
 

@@ -24,12 +24,15 @@ _ENV = {"RAY_AIR_NEW_OUTPUT": "0", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "fals
 
 
 @contextlib.contextmanager
-def scoped_environment(values: dict[str, str]) -> Iterator[None]:
-    """``values`` in ``os.environ`` for the block (values already set there win), restored afterwards: a run
-    leaves no process-wide change behind."""
+def scoped_environment(values: dict[str, str], *, override: bool = False) -> Iterator[None]:
+    """``values`` in ``os.environ`` for the block (values already set there win, unless ``override``),
+    restored afterwards: a run leaves no process-wide change behind."""
     before = {k: os.environ.get(k) for k in values}
     for k, v in values.items():
-        os.environ.setdefault(k, v)
+        if override:
+            os.environ[k] = v
+        else:
+            os.environ.setdefault(k, v)
     try:
         yield
     finally:

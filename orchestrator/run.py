@@ -38,8 +38,8 @@ from .pareto import Front, format_front
 from .preflight import check_checkpoints, check_storage
 from .schema import Study, Workers
 from .study_lock import StudyLock
-from .tracking import (StudyTracker, close_orphans, describe_study, load_study_state, log_front,
-                       record_unstarted_errors, save_study_state, study_trials)  # fmt: skip
+from .tracking import (StudyTracker, close_orphans, describe_study, http_retry_env, load_study_state, log_front,
+                       record_errors, save_study_state, study_trials, tracking_unreachable)  # fmt: skip
 
 __all__ = ["StudyResult", "check_cluster", "cluster_shape", "plan", "run_study"]
 
@@ -97,7 +97,8 @@ def _run_study(study: Study, *, address: str | None, resume: bool, verbose: int)
         raise
     finished = False
     try:
-        result = _run_locked(study, storage, address=address, resume=resume, verbose=verbose)
+        with scoped_environment(http_retry_env(study.tracking.outage_s), override=True):
+            result = _run_locked(study, storage, address=address, resume=resume, verbose=verbose)
         finished = True
         return result
     finally:  # interrupted or failed: the record stays, so a plain run points at --resume
@@ -132,7 +133,7 @@ def _run_locked(study: Study, storage: Path, *, address: str | None, resume: boo
     ray.get(warming)
     cells = study.grid_cells()
     metrics, modes = study.objective_senses()
-    status = "FAILED"
+    status: str | None = "FAILED"
     try:
         # 1. shared base models, each trained once (in parallel as Ray tasks)
         recipes = {base_id(study, o): o for o in (base_overrides(study, cell) for cell in cells)}
@@ -166,7 +167,9 @@ def _run_locked(study: Study, storage: Path, *, address: str | None, resume: boo
                                       scheduler=scheduler(study))  # max_concurrent: in search_alg
         path = storage / "ray" / _EXPERIMENT
         if resume and tune.Tuner.can_restore(str(path)):
-            tuner = tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=False,
+            # errored trials too (e.g. the tracking server was away longer than tracking.outage_s): each goes on
+            # from its last checkpoint into its one run
+            tuner = tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=True,
                                        restart_errored=False)  # fmt: skip
         else:
             tuner = tune.Tuner(trainable, run_config=tune.RunConfig(name=_EXPERIMENT, **run_cfg),
@@ -174,7 +177,7 @@ def _run_locked(study: Study, storage: Path, *, address: str | None, resume: boo
         with scoped_environment(_TUNE_ENV):
             tuner.fit()
         close_orphans(tracker, set(saved_trials(path) or {}))
-        record_unstarted_errors(tracker, study.name, errored_trials(path))
+        record_errors(tracker, study.name, errored_trials(path))
         ray.get(list(bases.values()))  # a base that failed fails the study (its trials failed waiting for it)
 
         # 3. the front, from what MLflow recorded
@@ -191,11 +194,17 @@ def _run_locked(study: Study, storage: Path, *, address: str | None, resume: boo
                 print(f"{len(failed)} trial(s) failed:")
                 for f in failed:
                     print(f"  {f['trial_id']}: {f['error'] or f['status']}")
+                print(f"each goes on from its last checkpoint with: orchestrator run {study.source or '<study>'} --resume")
             if stopped:
                 print(f"{len(stopped)} trial(s) stopped early by the scheduler (not on the front)")
         return StudyResult(study=study, tracker=tracker, front=front, trials=trials, failed=failed, stopped=stopped)
+    except BaseException as e:
+        if tracking_unreachable(e):  # ending the parent run would wait out tracking.outage_s again
+            status = None
+        raise
     finally:
-        tracker.set_status(status)
+        if status is not None:
+            tracker.set_status(status)
 
 
 def _task_resources(workers: Workers) -> dict[str, float]:

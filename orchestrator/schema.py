@@ -100,9 +100,15 @@ class Tracking(_Strict):
     ``model_name`` (``None`` = the study name) with the aliases ``front-0`` (the cheapest) … ``front-k``
     (the most accurate); see `orchestrator.models`. ``system_metrics``: MLflow's system metrics (CPU, memory,
     GPU, one sample every ``system_metrics_interval`` seconds) on every trial and base run.
+
+    ``outage_s``: how long a tracking server may be unreachable before an MLflow call of a trial or of the
+    driver fails (naming the server). Each call is retried by MLflow's own HTTP client with exponential
+    backoff (waits of 0, 2, 4 … s, each at most 120 s, at most 10 retries: so at most 480); the training
+    process waits in that call meanwhile, so no metric is lost or buffered. Ignored by a SQLite or file store.
     """
 
     uri: str | None = None
+    outage_s: float = Field(240.0, gt=0, le=480)
     experiment: str | None = None
     register_models: bool = True
     model_name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")

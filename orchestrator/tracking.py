@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from .schema import Study
 
 __all__ = ["STATE_FILE", "StudyTracker", "StudyTrials", "TrialRun", "axes_name", "close_orphans", "code_version",
-           "describe_study", "load_study_state", "log_front", "record_unstarted_errors", "save_study_state", "study_params",
+           "describe_study", "http_retry_env", "tracking_unreachable", "load_study_state", "log_front", "record_errors", "save_study_state", "study_params",
            "study_trials"]  # fmt: skip
 
 ROLE_TRIAL, ROLE_BASE = "trial", "base"
@@ -64,6 +64,34 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         sha = ""
     return f"{version}+{sha}" if sha else version
+
+
+def http_retry_env(outage_s: float) -> dict[str, str]:
+    """The MLflow client settings that keep retrying a call for at least ``outage_s`` seconds: retries with
+    backoff factor 1, which urllib3 spaces 0, 2, 4, 8 … s apart (each wait at most 120 s). MLflow reads them
+    on every call; the driver and every trial and base process set them (Ray workers on other nodes do not
+    inherit the driver's environment).
+
+    Example:
+        >>> http_retry_env(25)
+        {'MLFLOW_HTTP_REQUEST_MAX_RETRIES': '5', 'MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR': '1'}
+    """
+    retries, waited = 1, 0.0  # the first retry follows at once
+    while waited < outage_s:
+        retries += 1
+        waited += min(2.0 ** (retries - 1), 120.0)
+    return {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(retries), "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+
+
+def tracking_unreachable(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) is MLflow giving up on a tracking server that did not answer."""
+    from mlflow.exceptions import MlflowException
+
+    while error is not None:
+        if isinstance(error, MlflowException) and "Max retries exceeded" in str(error):
+            return True
+        error = error.__cause__
+    return False
 
 
 def node_uri(uri: str) -> str:
@@ -368,14 +396,20 @@ def close_orphans(tracker: StudyTracker, listed_trials: set[str]) -> list[str]:
     return orphans
 
 
-def record_unstarted_errors(tracker: StudyTracker, study: str, errored: Mapping[str, tuple[dict[str, Any], str]]) -> list[str]:
-    """Give every trial Tune ended in error before it opened its run (``errored``: trial id → (its Tune
-    config ``{"cell": …, **sampled}``, Tune's error text)) a FAILED run holding its axes and the error, so
-    `study_trials` lists it as failed instead of it missing from MLflow; returns the new run ids."""
-    have = {r.data.tags.get("trial_id") for r in tracker.child_runs()}
+def record_errors(tracker: StudyTracker, study: str, errored: Mapping[str, tuple[dict[str, Any], str]]) -> list[str]:
+    """Make every trial Tune ended in error (``errored``: trial id → (its Tune config ``{"cell": …,
+    **sampled}``, Tune's error text)) a FAILED run with that error: a run left RUNNING (its process could not
+    reach MLflow to end it) is ended so; a trial that errored before it opened its run gets one, with its
+    axes, so `study_trials` lists it as failed instead of it missing from MLflow. Returns the run ids."""
+    have = {r.data.tags.get("trial_id"): r for r in tracker.child_runs()}
     made = []
     for trial_id, (config, error) in errored.items():
         if trial_id in have:
+            run = have[trial_id]
+            if run.info.status == "RUNNING":
+                tracker.client.set_tag(run.info.run_id, "error", error[-5000:])
+                tracker.client.set_terminated(run.info.run_id, status="FAILED")
+                made.append(run.info.run_id)
             continue
         axes = {**config.get("cell", {}), **{k: v for k, v in config.items() if k != "cell"}}
         tags = {"study": study, "error": error[-5000:], **{f"axis.{k}": str(v) for k, v in axes.items()}}

@@ -30,7 +30,8 @@ from vared_core.models import get_model_cfg
 
 from .bases import base_folder, base_id, base_overrides
 from .schema import Study, Workers
-from .tracking import BASE_DONE_FILE, ROLE_BASE, STOPPED_TAG, StudyTracker, TrialRun, axes_name
+from .tracking import (BASE_DONE_FILE, ROLE_BASE, STOPPED_TAG, StudyTracker, TrialRun, axes_name, http_retry_env,
+                       tracking_unreachable)  # fmt: skip
 
 __all__ = ["ATTEMPTS_TAG", "policy_plots", "run_trial", "train_base", "train_trial", "warm_up"]
 
@@ -75,6 +76,7 @@ def train_base(study: Study, overrides: dict[str, Any], tracker: StudyTracker | 
     Every study and trial asking for the same recipe shares that folder: on a cluster, put ``storage``
     on a shared file system.
     """
+    os.environ.update(http_retry_env(study.tracking.outage_s))
     out = base_folder(study, overrides)
     marker = out / BASE_DONE_FILE
     if marker.exists():
@@ -161,6 +163,7 @@ def run_trial(params: dict[str, Any], *, study: Study, bases: dict[str, Any], tr
     (`bases.base_id`) to the ObjectRefs of the base tasks' checkpoint paths, waited for here, before any
     MLflow run is opened."""
     os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", REUSE_WAIT_S)  # read by Tune in this actor's process
+    os.environ.update(http_retry_env(study.tracking.outage_s))
     sampled = {k: v for k, v in params.items() if k != "cell"}
     cell = params["cell"]
     base_checkpoint = ray.get(bases[base_id(study, base_overrides(study, cell))])
@@ -192,7 +195,7 @@ def train_trial(params: dict[str, Any], *, study: Study, cell: dict[str, Any], b
             run.log_metrics(metrics, epoch)
         tune.report({**metrics, "trial_id": trial_id}, checkpoint=tune.Checkpoint.from_directory(str(ckpt)))
 
-    status = _FAILED
+    status: str | None = _FAILED
     try:
         with run.system_metrics(_metrics_interval(study)):
             _fit_trial(config, run, report, study=study, workers=workers, trial_id=trial_id, out=out,
@@ -203,12 +206,17 @@ def train_trial(params: dict[str, Any], *, study: Study, cell: dict[str, Any], b
         run.set_tags({STOPPED_TAG: "true"})
         raise
     except BaseException as e:
+        if tracking_unreachable(e):  # every further call would wait out tracking.outage_s again: fail now
+            status = None  # the driver ends the run FAILED with Tune's error once MLflow answers
+            raise RuntimeError(f"the tracking server {tracker.uri} did not answer within tracking.outage_s = "
+                               f"{study.tracking.outage_s:g} s") from e  # fmt: skip
         run.set_tags({"error": f"{type(e).__name__}: {e}"[:5000]})
         if os.environ.get("VARED_TRACEBACKS"):
             traceback.print_exc()
         raise
     finally:
-        run.end(status)
+        if status is not None:
+            run.end(status)
 
 
 def _tag_skipped(run: TrialRun, checkpoint: Path) -> None:

@@ -272,6 +272,114 @@ def test_a_killed_trial_worker_is_retried_from_its_checkpoint_into_the_same_run(
     assert "video_top1" in run.data.metrics and len(_runs(client, "study")) == 1
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tracking_server(folder: Path, port: int) -> subprocess.Popen:
+    """A real ``mlflow server`` on 127.0.0.1:``port`` with a SQLite store in ``folder``, once it answers."""
+    import urllib.request
+
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                               "--workers", "1", "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+                               "--artifacts-destination", str(folder / "artifacts")],
+                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        assert server.poll() is None, "mlflow server exited"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return server
+        except OSError:
+            time.sleep(0.5)
+    os.killpg(server.pid, signal.SIGKILL)
+    raise AssertionError("mlflow server did not start in 120 s")
+
+
+@pytest.mark.slow
+def test_a_tracking_server_away_within_the_bound_loses_nothing_and_longer_fails_then_resumes(tmp_path: Path,
+                                                                                            write_study) -> None:  # fmt: skip
+    """The study's real ``mlflow server`` (SQLite behind it) is killed -9 during each of two trials. Answering
+    again on the same port some 20 s later, within ``tracking.outage_s`` = 30: the trial's MLflow calls wait
+    it out (MLflow's HTTP retries) and nothing is lost. Away longer: the trial fails naming the server (a
+    FAILED run once it is back); ``--resume`` completes the study, every trial one run with every epoch once."""
+    port, epochs = _free_port(), 6
+    uri = f"http://127.0.0.1:{port}"
+    path = write_study(tmp_path, "outage", grid={"dims": ["temporal", "both"]}, max_concurrent=1,
+                       tracking={"uri": uri, "register_models": False, "outage_s": 30},
+                       trial={"epochs": epochs, "lambda_e": 0.8, "dynamic": {"search_space": 2}, "threads": 1})  # fmt: skip
+    cmd = [sys.executable, "-m", "orchestrator.cli", "run", str(path)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_AUTH", "MLFLOW_"))}
+    t0 = time.perf_counter()
+    server = _tracking_server(tmp_path, port)
+    start_s = time.perf_counter() - t0  # how long the server takes to answer: the restart takes about as long
+    console = tmp_path / "console.txt"
+    driver = subprocess.Popen(cmd, env=env, stdout=console.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    client = MlflowClient(uri)
+
+    def kill_server_during_trial(finished: int) -> float:
+        """kill -9 the server once ``finished`` trials are done and the next has logged an epoch or two."""
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            time.sleep(0.25)
+            assert driver.poll() is None, console.read_text()[-3000:]
+            runs = _runs(client, "trial")
+            running = [r for r in runs if r.info.status == "RUNNING"]
+            if sum(r.info.status == "FINISHED" for r in runs) == finished and running and \
+                    1 <= len(client.get_metric_history(running[0].info.run_id, "loss")) <= epochs - 3:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+                return time.perf_counter()
+        pytest.fail(f"trial {finished + 1} did not get going in time")
+
+    try:
+        killed = kill_server_during_trial(0)
+        time.sleep(max(0.0, 20 - start_s))
+        server = _tracking_server(tmp_path, port)
+        away_s = time.perf_counter() - killed
+        assert 15 < away_s < 30 and driver.poll() is None, away_s  # the trial waited in its MLflow call
+        kill_server_during_trial(1)
+        deadline = time.time() + 120  # the trial gives up after tracking.outage_s; Tune says it failed
+        while " FAILED" not in console.read_text() and time.time() < deadline:
+            time.sleep(0.5)
+        server = _tracking_server(tmp_path, port)  # while the driver's own calls still wait for it
+        assert driver.wait(timeout=300) == 0, console.read_text()[-3000:]
+        said = console.read_text()
+        assert "1 trial(s) failed:" in said and f"the tracking server {uri} did not answer" in said, said[-3000:]
+        (failed,) = [r for r in _runs(client, "trial") if r.info.status == "FAILED"]
+        assert f"the tracking server {uri} did not answer within tracking.outage_s = 30 s" in failed.data.tags["error"]
+        done = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=400)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs = _runs(client, "trial")
+        assert sorted(r.data.params["axis.dims"] for r in runs) == ["both", "temporal"]  # one run per trial
+        for run in runs:
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+            assert sorted(steps) == list(range(1, epochs + 1)) and run.info.status == "FINISHED", steps
+        assert sorted(r.data.tags["attempts"] for r in runs) == ["1", "2"]  # the failed one went on after --resume
+        (parent,) = _runs(client, "study")
+        assert parent.info.status == "FINISHED" and parent.data.metrics["num_trials"] == 2
+    finally:
+        for process in (driver, server):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_a_tracking_server_that_never_answers_stops_the_driver_naming_it(tmp_path: Path, write_study) -> None:
+    port = _free_port()  # nothing listens there
+    path = write_study(tmp_path, "away", grid={"dims": ["both"]},
+                       tracking={"uri": f"http://127.0.0.1:{port}", "outage_s": 1})  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_AUTH", "MLFLOW_"))}
+    done = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(path)], env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert f"the tracking server http://127.0.0.1:{port} did not answer within tracking.outage_s = 1 s" in done.stderr
+    assert f"orchestrator run {path} --resume" in done.stderr and "Traceback" not in done.stderr
+
+
 @pytest.mark.slow
 def test_a_trial_tune_errors_before_it_starts_fails_in_mlflow_and_the_study_goes_on(tmp_path: Path,
                                                                                    write_study) -> None:  # fmt: skip

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
+from urllib3.util import Retry
 
 from orchestrator.validation import load_study
 from orchestrator.tracking import (
@@ -13,9 +15,11 @@ from orchestrator.tracking import (
     StudyTracker,
     close_orphans,
     describe_study,
+    http_retry_env,
     latest_baseline_run,
     load_study_state,
     log_front,
+    record_errors,
     record_nightly,
     save_study_state,
     study_params,
@@ -90,6 +94,39 @@ def test_close_orphans_ends_only_running_runs_tune_does_not_list(tracker: StudyT
     assert client.get_run(crashed.run_id).info.status == "RUNNING"
     assert client.get_run(finished).info.status == "FINISHED"
     assert "lost" not in {t["trial_id"] for t in [*study_trials(tracker).failed, *study_trials(tracker).done]}
+
+
+def test_record_errors_fails_a_running_run_and_gives_a_run_to_a_trial_that_never_opened_one(tracker: StudyTracker) -> None:
+    crashed = tracker.trial_run("crashed")
+    finished = _finished(tracker, "finished", {"video_top1": 1.0})
+    errored = {"crashed": ({"cell": {"dims": "both"}}, "RayActorError: the worker died"),
+               "unstarted": ({"cell": {"dims": "channel"}, "lambda_e": 0.5}, "reset_config() returned False"),
+               "finished": ({"cell": {"dims": "both"}}, "stale")}  # fmt: skip
+    made = record_errors(tracker, "study", errored)
+    client = tracker.client
+    assert client.get_run(crashed.run_id).info.status == "FAILED"
+    assert client.get_run(crashed.run_id).data.tags["error"] == "RayActorError: the worker died"
+    assert client.get_run(finished).info.status == "FINISHED"  # a run that ended is left as it ended
+    (new,) = [r for r in tracker.child_runs() if r.data.tags["trial_id"] == "unstarted"]
+    assert new.info.status == "FAILED" and new.data.params == {"axis.dims": "channel", "axis.lambda_e": "0.5"}
+    assert new.data.tags["error"] == "reset_config() returned False" and new.data.tags["axis.dims"] == "channel"
+    assert sorted(made) == sorted([crashed.run_id, new.info.run_id])
+    assert {t["trial_id"] for t in study_trials(tracker).failed} == {"crashed", "unstarted"}
+    assert record_errors(tracker, "study", errored) == []  # once
+
+
+@pytest.mark.parametrize("outage_s, retries", [(1, 2), (6, 3), (25, 5), (30, 5), (240, 8), (480, 10)])
+def test_http_retries_wait_out_at_least_the_outage(outage_s: float, retries: int) -> None:
+    env = http_retry_env(outage_s)
+    assert env == {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(retries), "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+    # the waits urllib3 (MLflow's HTTP client) makes before each retry of a call that cannot connect
+    retry, waits = Retry(total=retries, connect=retries, backoff_factor=1, backoff_jitter=0), []
+    for _ in range(retries):
+        retry = retry.increment(method="POST", url="/api", error=ConnectTimeoutError("refused"))
+        waits.append(retry.get_backoff_time())
+    with pytest.raises(MaxRetryError):  # and then it gives up
+        retry.increment(method="POST", url="/api", error=ConnectTimeoutError("refused"))
+    assert sum(waits) >= outage_s > sum(waits[:-1]), waits  # the fewest retries that wait it out
 
 
 def test_log_front_logs_the_front_to_the_parent_and_tags_every_trial(tmp_path: Path, write_study) -> None:
