@@ -78,13 +78,13 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{args.study}: {e}", file=sys.stderr)
         return 2
     except Exception as e:
-        from .tracking import tracking_unreachable
+        from .tracking import tracking_unreachable, unreachable_message
 
         if not tracking_unreachable(e):
             raise
-        print(f"{args.study}: the tracking server {study.tracking_uri()} did not answer within tracking.outage_s = "
-              f"{study.tracking.outage_s:g} s ({e}). What was logged stays; once the server answers, continue the "
-              f"study: orchestrator run {args.study} --resume", file=sys.stderr)  # fmt: skip
+        print(f"{args.study}: {unreachable_message(study.tracking_uri(), study.tracking.outage_s)} ({e}). What was "
+              f"logged stays; once the server answers, continue the study: orchestrator run {args.study} --resume",
+              file=sys.stderr)  # fmt: skip
         return 1
     print(f"MLflow: {study.tracking_uri()} · experiment {study.experiment_name()!r} · parent run {result.tracker.parent_run_id}")
     print(f"open it: {ui_command(study.tracking_uri(), result.tracker.experiment_id)}")

@@ -38,8 +38,8 @@ if TYPE_CHECKING:
     from .schema import Study
 
 __all__ = ["STATE_FILE", "StudyTracker", "StudyTrials", "TrialRun", "axes_name", "close_orphans", "code_version",
-           "describe_study", "http_retry_env", "tracking_unreachable", "load_study_state", "log_front", "record_errors", "save_study_state", "study_params",
-           "study_trials"]  # fmt: skip
+           "describe_study", "http_retry_env", "load_study_state", "log_front", "record_errors", "save_study_state",
+           "study_params", "study_trials", "trial_tags", "tracking_unreachable", "unreachable_message"]  # fmt: skip
 
 ROLE_TRIAL, ROLE_BASE = "trial", "base"
 STOPPED_TAG = "stopped_early"  # "true" on a trial run the scheduler (ASHA) stopped before its last epoch
@@ -81,6 +81,11 @@ def http_retry_env(outage_s: float) -> dict[str, str]:
         retries += 1
         waited += min(2.0 ** (retries - 1), 120.0)
     return {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(retries), "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+
+
+def unreachable_message(uri: str, outage_s: float) -> str:
+    """What a trial's error and the driver say when the tracking server stayed away past the bound."""
+    return f"the tracking server {uri} did not answer within tracking.outage_s = {outage_s:g} s"
 
 
 def tracking_unreachable(error: BaseException) -> bool:
@@ -396,6 +401,15 @@ def close_orphans(tracker: StudyTracker, listed_trials: set[str]) -> list[str]:
     return orphans
 
 
+def trial_tags(study: str, cell: Mapping[str, Any], sampled: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """A trial's axes (its grid cell, then its sampled values) and the tags that identify its run: the study,
+    the cell as stable text (``cell``) and every axis (``axis.<name>``)."""
+    axes = {**cell, **sampled}
+    tags = {"study": study, "cell": json.dumps(dict(cell), sort_keys=True, default=str),
+            **{f"axis.{k}": str(v) for k, v in axes.items()}}  # fmt: skip
+    return axes, tags
+
+
 def record_errors(tracker: StudyTracker, study: str, errored: Mapping[str, tuple[dict[str, Any], str]]) -> list[str]:
     """Make every trial Tune ended in error (``errored``: trial id → (its Tune config ``{"cell": …,
     **sampled}``, Tune's error text)) a FAILED run with that error: a run left RUNNING (its process could not
@@ -411,11 +425,8 @@ def record_errors(tracker: StudyTracker, study: str, errored: Mapping[str, tuple
                 tracker.client.set_terminated(run.info.run_id, status="FAILED")
                 made.append(run.info.run_id)
             continue
-        axes = {**config.get("cell", {}), **{k: v for k, v in config.items() if k != "cell"}}
-        tags = {"study": study, "error": error[-5000:], **{f"axis.{k}": str(v) for k, v in axes.items()}}
-        if "cell" in config:
-            tags["cell"] = json.dumps(config["cell"], sort_keys=True, default=str)
-        run = tracker.trial_run(trial_id, name=axes_name(axes) or trial_id, tags=tags)
+        axes, tags = trial_tags(study, config.get("cell", {}), {k: v for k, v in config.items() if k != "cell"})
+        run = tracker.trial_run(trial_id, name=axes_name(axes) or trial_id, tags={**tags, "error": error[-5000:]})
         run.log_params({f"axis.{k}": v for k, v in axes.items()})
         run.end(RunStatus.to_string(RunStatus.FAILED))
         made.append(run.run_id)

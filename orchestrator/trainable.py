@@ -31,7 +31,7 @@ from vared_core.models import get_model_cfg
 from .bases import base_folder, base_id, base_overrides
 from .schema import Study, Workers
 from .tracking import (BASE_DONE_FILE, ROLE_BASE, STOPPED_TAG, StudyTracker, TrialRun, axes_name, http_retry_env,
-                       tracking_unreachable)  # fmt: skip
+                       tracking_unreachable, trial_tags, unreachable_message)  # fmt: skip
 
 __all__ = ["ATTEMPTS_TAG", "policy_plots", "run_trial", "train_base", "train_trial", "warm_up"]
 
@@ -49,11 +49,6 @@ def warm_up() -> int:
 def _placement() -> dict[str, str]:
     """Tags saying where this process runs: the Ray node id and the host name."""
     return {"ray.node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname()}
-
-
-def _cell_tag(cell: dict[str, Any]) -> str:
-    """A grid cell as stable text (the ``cell`` tag of its trials' runs)."""
-    return json.dumps(cell, sort_keys=True, default=str)
 
 
 def _open_run(run: TrialRun, study: Study, config: Any, params: dict[str, Any]) -> None:
@@ -175,12 +170,10 @@ def train_trial(params: dict[str, Any], *, study: Study, cell: dict[str, Any], b
     """One dynamic fine-tune of the cell's base model, reporting to Tune and to its MLflow run."""
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id()
-    axes = {**cell, **params}
+    axes, tags = trial_tags(study.name, cell, params)
     out = Path(study.storage).absolute() / "trials" / trial_id
     config = study.trial_config(axes, out, Path(base_checkpoint))
-    axis_tags = {f"axis.{k}": str(v) for k, v in axes.items()}
-    run = tracker.trial_run(trial_id, name=axes_name(axes) or trial_id,
-                            tags={"study": study.name, "cell": _cell_tag(cell), **axis_tags})  # fmt: skip
+    run = tracker.trial_run(trial_id, name=axes_name(axes) or trial_id, tags=tags)
     workers = study.resources
     _open_run(run, study, config, {**{f"axis.{k}": v for k, v in axes.items()}, **flatten_dotted(config.to_dict()),
                                    **_resolved_params(config, workers)})  # fmt: skip
@@ -208,8 +201,7 @@ def train_trial(params: dict[str, Any], *, study: Study, cell: dict[str, Any], b
     except BaseException as e:
         if tracking_unreachable(e):  # every further call would wait out tracking.outage_s again: fail now
             status = None  # the driver ends the run FAILED with Tune's error once MLflow answers
-            raise RuntimeError(f"the tracking server {tracker.uri} did not answer within tracking.outage_s = "
-                               f"{study.tracking.outage_s:g} s") from e  # fmt: skip
+            raise RuntimeError(unreachable_message(tracker.uri, study.tracking.outage_s)) from e
         run.set_tags({"error": f"{type(e).__name__}: {e}"[:5000]})
         if os.environ.get("VARED_TRACEBACKS"):
             traceback.print_exc()
