@@ -1,19 +1,26 @@
-"""Wall-clock speed-up of hard-mode dynamic inference vs the ideal speed-up from `clip_gflops`.
+"""Wall-clock speed-up of hard-mode dynamic inference against the ideal and against the bound.
 
-A network of R(2+1)D-18-like (2+1)D blocks, one per stage (spatial 1×3×3 conv → BN → ReLU → temporal
-3×1×1 conv → BN → ReLU; stage shapes of R(2+1)D-18 on 8×112² clips, entered at stage 1), its spatial
-convs made dynamic (S = 2, both dimensions). For each pinned policy the hard-mode forward is timed
-against the fastest static layout of the same network (NCDHW or channels_last_3d).
+For a network and its dynamized twin (S = 2, both dimensions, inference form) this times, at each batch size:
 
-    python benchmarks/dynamic_speed.py [--batch 8] [--frames 8] [--size 56] [--repeats 7] [--threads 2] [--no-fuse]
-    python benchmarks/dynamic_speed.py --model r2plus1d_18 --batch 4 [--frames 8] [--crop 112]   # a full backbone
-    python benchmarks/dynamic_speed.py --model x3d_m --batch 4                                  # 16×256² test view
+* the static network in its fastest form (NCDHW or channels_last_3d; with ``--compile`` also compiled);
+* the dynamic network under each policy: ``full``, ``half_channel``, ``half_temporal``, ``half_both`` (every
+  layer and clip pinned alike) and ``mixed`` (every clip its own policy at every layer, drawn uniformly with a
+  fixed seed: what inference meets);
+* each policy's **bound**: the static network with every dynamic conv replaced by the least work that yields
+  its full output under the same per-clip, per-layer policies (`ReducedOnly`: the conv at the kept channels
+  and frames of each group of clips, plain copies for the rest, no gate and no cheap-op arithmetic).
 
-Prints one JSON line per policy and stage, then a last line with one JSON object keyed by policy
-(`full`, `half_channel`, `half_temporal`, `half_both`, `mixed`), each
-{"measured_speedup", "ideal_speedup", "fraction_of_ideal", ...}; on the stage network the uniform policies also
-carry ``bound_speedup`` and ``bound_fraction_of_ideal``: the same network with each dynamic conv replaced by the
-least work that yields its full output (`ReducedOnly`), i.e. what any implementation could reach here.
+The ideal speed-up is `clip_gflops`' (MACs); the bound is what an implementation built from PyTorch ops can
+reach on this machine; ``measured_over_bound`` is the mechanism's own efficiency (target ≥ 0.9).
+
+    python benchmarks/dynamic_speed.py                               # R(2+1)D-like stage network, batches 1 and 8
+    python benchmarks/dynamic_speed.py --model r2plus1d_18 --frames 8 --crop 112   # batches 1 and 4
+    python benchmarks/dynamic_speed.py --model x3d_m                 # its 16×256² test view
+    python benchmarks/dynamic_speed.py --device cuda                 # CUDA events; needs a GPU
+    python benchmarks/dynamic_speed.py --compile                     # torch.compile the static and dynamic nets too
+
+Prints one JSON line per batch size, then a last line ``{"summary": {batch: {policy: {...}}}}`` with, per
+policy, ``measured_speedup``, ``ideal_speedup``, ``bound_speedup`` and ``measured_over_bound``.
 """
 from __future__ import annotations
 
@@ -22,16 +29,23 @@ import copy
 import json
 import statistics
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vared_core import DynamicSpec, clip_gflops, dynamic_layers, dynamize, force_policy, fuse_batchnorm
+from vared_core import DynamicSpec, clip_gflops, dynamic_layers, dynamize, fuse_batchnorm
 from vared_core.runtime import retain_freed_memory
 
 # (C_in, C_mid, C_out, temporal stride, spatial stride) of R(2+1)D-18's first block per stage
 STAGES = [(64, 144, 64, 1, 1), (64, 230, 128, 2, 2), (128, 460, 256, 2, 2), (256, 921, 512, 2, 2)]
+UNIFORM = {"full": (0, 0), "half_channel": (0, 1), "half_temporal": (1, 0), "half_both": (1, 1)}
+LAYOUTS = {"ncdhw": torch.contiguous_format, "channels_last_3d": torch.channels_last_3d}
+
+# a policy per dynamic layer: layer name → (temporal, channel), each an int or one index per clip
+Choices = dict[str, tuple[int | torch.Tensor, int | torch.Tensor]]
 
 
 def r2plus1d_like(stages=STAGES) -> nn.Sequential:
@@ -46,209 +60,279 @@ def r2plus1d_like(stages=STAGES) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def interleaved_medians(fns: dict[str, callable], repeats: int) -> dict[str, float]:
-    """Median wall time of each function, timed round-robin (one call of each per round) so that load
-    from other processes drifts over all of them alike. Two warm-up rounds are excluded."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    with torch.no_grad():
-        for r in range(repeats + 2):
-            for name, fn in fns.items():
-                t0 = time.perf_counter()
-                fn()
-                if r >= 2:
-                    times[name].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+# ------------------------------------------------------------------------------------------- policies
+def uniform_choices(dyn: nn.Module, temporal: int, channel: int) -> Choices:
+    return {name: (temporal, channel) for name, _ in dynamic_layers(dyn)}
 
 
-def _pinned(model: nn.Module, temporal, channel, x: torch.Tensor):
-    def run() -> None:
-        with force_policy(model, temporal=temporal, channel=channel):
-            model(x)
-    return run
+def mixed_choices(dyn: nn.Module, batch: int, seed: int = 0) -> Choices:
+    """Every clip its own alternative per dimension at every layer, drawn uniformly (fixed seed)."""
+    gen = torch.Generator().manual_seed(seed)
+    return {name: (torch.randint(0, m.num_temporal, (batch,), generator=gen),
+                   torch.randint(0, m.num_channel, (batch,), generator=gen)) for name, m in dynamic_layers(dyn)}
 
 
+@contextmanager
+def pinned(dyn: nn.Module, choices: Choices) -> Iterator[None]:
+    """Pin each dynamic layer to its choice (already validated, so the timed call pays nothing for it)."""
+    layers = dynamic_layers(dyn)
+    saved = [(m.forced_temporal, m.forced_channel) for _, m in layers]
+    try:
+        for name, m in layers:
+            m.forced_temporal, m.forced_channel = choices[name]
+        yield
+    finally:
+        for (_, m), (t, c) in zip(layers, saved):
+            m.forced_temporal, m.forced_channel = t, c
+
+
+# ------------------------------------------------------------------------------------------- the bound
 class ReducedOnly(nn.Module):
-    """A bound on what any implementation of a pinned uniform policy can reach for one conv: the conv computes
-    only the ``channels`` outputs at every ``factor``-th frame (its own kernel, no gate), and the rest of the
-    full-size output is filled by plain copies of that block, where the dynamic conv runs its cheap ops.
-    The next layer needs the full output, so this is the least work that produces it: the gap between the
-    dynamic net and this bound is the mechanism's own overhead, the gap between this bound and the MAC-based
-    ideal the memory traffic the ideal does not count."""
+    """The least work that yields a dynamic conv's full output under per-clip policies (a bound).
 
-    def __init__(self, conv: nn.Conv3d, factor: int, channels: int) -> None:
+    Clips with the same (frame factor, channels) run together: the conv computes only those channels at every
+    factor-th frame (its own kernel, no gate), and plain copies of that block fill the rest of the clips'
+    output, where the dynamic conv runs its cheap ops. The next layer needs the full output, so an
+    implementation built from PyTorch ops can hardly do less: the gap between the dynamic net and this bound is
+    the mechanism's own overhead (gate, rebuild arithmetic, grouping), the gap between the bound and the
+    MAC-based ideal the memory traffic the ideal does not count.
+    """
+
+    def __init__(self, conv: nn.Conv3d, factors: int | torch.Tensor, channels: int | torch.Tensor) -> None:
         super().__init__()
-        assert 2 * channels >= conv.out_channels, "copies fill at most as many maps as were computed"
-        self.weight = nn.Parameter(conv.weight[:channels].detach().clone())
-        self.bias = None if conv.bias is None else nn.Parameter(conv.bias[:channels].detach().clone())
-        self.out_channels, self.factor, self.channels = conv.out_channels, factor, channels
-        self.frame_stride, self.kernel_frames = conv.stride[0], conv.kernel_size[0]
-        self.stride = (conv.stride[0] * factor, *conv.stride[1:])
-        self.padding, self.dilation = conv.padding, conv.dilation
-        # a grouped (depthwise) conv computing fewer outputs also reads fewer input maps
-        self.groups = channels // (conv.out_channels // conv.groups) if conv.groups > 1 else 1
-        self.in_maps = self.groups * (conv.in_channels // conv.groups) if conv.groups > 1 else conv.in_channels
+        self.conv = conv
+        self.uniform = isinstance(factors, int) and isinstance(channels, int)
+        if self.uniform:
+            self.groups_of = None
+            self.policy = (factors, channels)
+        else:
+            f, k = torch.broadcast_tensors(torch.as_tensor(factors), torch.as_tensor(channels))
+            pairs = sorted(set(zip(f.tolist(), k.tolist())))
+            self.groups_of = [(fk, [i for i in range(len(f)) if (int(f[i]), int(k[i])) == fk]) for fk in pairs]
+        counts = [self.policy[1]] if self.uniform else [k for (_, k), _ in self.groups_of]
+        assert all(2 * k >= conv.out_channels for k in counts), "copies fill at most as many maps as were computed"
+
+    def _reduced(self, x: torch.Tensor, factor: int, channels: int) -> torch.Tensor:
+        conv = self.conv
+        groups = channels // (conv.out_channels // conv.groups) if conv.groups > 1 else 1
+        in_maps = groups * (conv.in_channels // conv.groups) if conv.groups > 1 else conv.in_channels
+        bias = None if conv.bias is None else conv.bias[:channels]
+        stride = (conv.stride[0] * factor, *conv.stride[1:])
+        return F.conv3d(x[:, :in_maps], conv.weight[:channels], bias, stride, conv.padding, conv.dilation, groups)
+
+    def _fill(self, y: torch.Tensor, out: torch.Tensor, factor: int) -> None:
+        """Write ``y`` (computed channels at every factor-th frame) and its copies into ``out``."""
+        k = y.shape[1]
+        computed = out[:, :, ::factor]
+        computed[:, :k] = y
+        if k < out.shape[1]:
+            computed[:, k:] = y[:, : out.shape[1] - k]
+        for j in range(1, factor):
+            n = out[:, :, j::factor].shape[2]
+            out[:, :, j::factor] = computed[:, :, :n]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.conv3d(x[:, : self.in_maps], self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
-        if self.factor == 1 and self.channels == self.out_channels:
-            return y
-        b, k, _, h, w = y.shape
-        span = x.shape[2] + 2 * self.padding[0] - self.dilation[0] * (self.kernel_frames - 1) - 1
-        frames = span // self.frame_stride + 1  # the full conv's output frames
-        fmt = torch.channels_last_3d if x.is_contiguous(memory_format=torch.channels_last_3d) else torch.contiguous_format
-        out = torch.empty(b, self.out_channels, frames, h, w, dtype=y.dtype, memory_format=fmt)
-        computed = out[:, :, :: self.factor]
-        computed[:, :k] = y
-        if k < self.out_channels:
-            computed[:, k:] = y[:, : self.out_channels - k]
-        for j in range(1, self.factor):
-            out[:, :, j :: self.factor] = computed
+        conv = self.conv
+        if self.uniform and self.policy == (1, conv.out_channels):
+            return self._reduced(x, 1, conv.out_channels)
+        b = x.shape[0]
+        t_out = (x.shape[2] + 2 * conv.padding[0] - conv.dilation[0] * (conv.kernel_size[0] - 1) - 1) // conv.stride[0] + 1
+        h, w = (
+            (s + 2 * p - d * (kk - 1) - 1) // st + 1
+            for s, p, d, kk, st in zip(x.shape[3:], conv.padding[1:], conv.dilation[1:], conv.kernel_size[1:],
+                                       conv.stride[1:])
+        )
+        fmt = torch.channels_last_3d if x.is_contiguous(memory_format=torch.channels_last_3d) and not \
+            x.is_contiguous() else torch.contiguous_format
+        out = torch.empty(b, conv.out_channels, t_out, h, w, dtype=x.dtype, device=x.device, memory_format=fmt)
+        if self.uniform:
+            self._fill(self._reduced(x, *self.policy), out, self.policy[0])
+            return out
+        for (factor, channels), rows in self.groups_of:
+            y = self._reduced(x[rows[0] : rows[0] + 1] if len(rows) == 1 else x[rows], factor, channels)
+            for i, r in enumerate(rows):
+                self._fill(y[i : i + 1], out[r : r + 1], factor)
         return out
 
 
-def bound_network(static: nn.Module, dyn: nn.Module, temporal: int, channel: int) -> nn.Module:
+def bound_network(static: nn.Module, dyn: nn.Module, choices: Choices) -> nn.Module:
     """``static`` with each conv that ``dyn`` (its dynamized twin) made dynamic replaced by the `ReducedOnly`
-    bound of the pinned alternatives ``temporal`` / ``channel``."""
-    bound = copy.deepcopy(static)
+    bound of ``choices``."""
+    bound = copy.copy(static)  # shares the static net's (read-only) parameters
+    bound._modules = dict(static._modules)
     for name, layer in dynamic_layers(dyn):
-        parent, _, attr = name.rpartition(".")
-        factor, channels = layer.temporal_factors[temporal], layer.channel_counts[channel]
-        setattr(bound.get_submodule(parent), attr, ReducedOnly(bound.get_submodule(name), factor, channels))
-    return bound
+        t, c = choices[name]
+        factors = layer.temporal_factors[t] if isinstance(t, int) else torch.tensor(layer.temporal_factors)[t]
+        counts = layer.channel_counts[c] if isinstance(c, int) else torch.tensor(layer.channel_counts)[c]
+        _replace(bound, name, ReducedOnly(static.get_submodule(name), factors, counts))
+    return bound.eval()
 
 
-def policies(batch: int) -> dict[str, tuple]:
-    half = batch // 2
-    return {
-        "full": (0, 0),
-        "half_channel": (0, 1),
-        "half_temporal": (1, 0),
-        "half_both": (1, 1),
-        # a mixed batch: a quarter of the clips on each of the four policies
-        "mixed": ([0, 1] * half, ([0] * 2 + [1] * 2) * (batch // 4) + [0] * (batch % 4)),
-    }
+def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
+    """Set ``root.<name>`` to ``new``, copying (shallowly) each parent on the way so ``root``'s source is left as
+    it was."""
+    *path, attr = name.split(".")
+    parent = root
+    for part in path:
+        child = copy.copy(parent._modules[part])
+        child._modules = dict(child._modules)
+        parent._modules[part] = child
+        parent = child
+    parent._modules[attr] = new
 
 
-def bench(stages, batch: int, frames: int, size: int, repeats: int, fuse: bool = True) -> dict[str, dict]:
-    """The R(2+1)D-like stage network (its spatial convs dynamic) on (batch, C, frames, size, size) features."""
-    torch.manual_seed(0)
-    static = r2plus1d_like(stages).eval()
-    x = torch.randn(batch, stages[0][0], frames, size, size)
-    spatial = [str(i) for i in range(0, 6 * len(stages), 6)]
-    return bench_network(static, x, spatial, repeats, fuse, bounds=True)
+# ------------------------------------------------------------------------------------------- timing
+def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict[str, float]:
+    """Median seconds of each function, timed round-robin (one call of each per round) so that load from other
+    processes drifts over all of them alike; two warm-up rounds excluded. CUDA: timed by CUDA events."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    cuda = device.type == "cuda"
+    with torch.no_grad():
+        for r in range(repeats + 2):
+            for name, fn in fns.items():
+                if cuda:
+                    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    start.record()
+                    fn()
+                    end.record()
+                    end.synchronize()
+                    elapsed = start.elapsed_time(end) / 1e3
+                else:
+                    t0 = time.perf_counter()
+                    fn()
+                    elapsed = time.perf_counter() - t0
+                if r >= 2:
+                    times[name].append(elapsed)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
-def bench_backbone(name: str, batch: int, frames: int | None, crop: int | None, repeats: int,
-                   fuse: bool = True) -> dict[str, dict]:
-    """A registered backbone at full size, dynamized on its default layers (`ModelCfg.dynamic_include`)."""
-    from vared_core.models import build_model, get_model_cfg
-
-    cfg = get_model_cfg(name)
-    frames, crop = frames or cfg.num_frames, crop or cfg.test_crop_size
-    torch.manual_seed(0)
-    static = build_model(name, num_classes=400, num_frames=frames, crop_size=crop).eval()
-    x = torch.randn(batch, 3, frames, crop, crop)
-    return {"model": name, "clip": f"{frames}x{crop}^2", **bench_network(static, x, cfg.dynamic_include, repeats, fuse,
-                                                                             bounds=True)}
+def _run_pinned(net: nn.Module, dyn: nn.Module, choices: Choices, x: torch.Tensor) -> Callable[[], object]:
+    def run() -> object:
+        with pinned(dyn, choices):
+            return net(x)
+    return run
 
 
-def bench_network(
-    static: nn.Module, x: torch.Tensor, include, repeats: int, fuse: bool = True, bounds: bool = False
-) -> dict[str, dict]:
-    """Time ``static`` (in its faster layout) against its dynamized twin under every pinned policy.
+def _compiled(net: nn.Module) -> nn.Module:
+    return torch.compile(net, dynamic=False)
 
-    With ``fuse`` both run in inference form, every BatchNorm after a conv folded into it (`fuse_batchnorm`).
-    With ``bounds`` (and every dynamized conv a Conv3d) each uniform policy is also timed as its `ReducedOnly`
-    bound."""
-    batch = x.shape[0]
+
+def bench_network(static: nn.Module, x: torch.Tensor, include, batches: list[int], repeats: int, *,
+                  compile_: bool = False, fuse: bool = True) -> list[dict]:  # fmt: skip
+    """Time ``static`` (its fastest form) against its dynamized twin and the bounds, at each batch size.
+
+    ``x`` is one batch of the largest size; smaller batches take its first clips."""
+    device = x.device
     clip = tuple(x.shape[1:])
     dyn = dynamize(copy.deepcopy(static), DynamicSpec(search_space=2), clip_shape=clip, include=include).eval()
     if fuse:
         static, dyn = fuse_batchnorm(static, clip), fuse_batchnorm(dyn, clip)
-    bounds = bounds and all(isinstance(static.get_submodule(n), nn.Conv3d) for n, _ in dynamic_layers(dyn))
-    layouts = {"ncdhw": torch.contiguous_format, "channels_last_3d": torch.channels_last_3d}
-    statics = {name: (copy.deepcopy(static).to(memory_format=fmt), x.contiguous(memory_format=fmt))
-               for name, fmt in layouts.items()}
-    pols = policies(batch)
-    # the dynamic net runs in the layout its static twin is fastest in; both layouts are timed in the same rounds
-    fns = {f"static/{name}": (lambda n=n, xx=xx: n(xx)) for name, (n, xx) in statics.items()}
-    dyns = {}
-    for name, fmt in layouts.items():
-        d = copy.deepcopy(dyn).to(memory_format=fmt)
-        dyns[name] = (d, x.contiguous(memory_format=fmt))
-        for pol, (t, c) in pols.items():
-            fns[f"{pol}/{name}"] = _pinned(d, t, c, dyns[name][1])
-            if bounds and isinstance(t, int) and isinstance(c, int):
-                n = bound_network(static, dyn, t, c).to(memory_format=fmt).eval()
-                fns[f"bound:{pol}/{name}"] = lambda n=n, xx=dyns[name][1]: n(xx)
-    medians = interleaved_medians(fns, repeats)
-    layout = min(layouts, key=lambda name: medians[f"static/{name}"])
-    base_time = medians[f"static/{layout}"]
-    d, xx = dyns[layout]
-    with torch.no_grad(), force_policy(d, temporal=0, channel=0):
-        d(xx)
-        full_gflops = clip_gflops(d).mean().item()
-    results = {}
-    for name, (t, c) in pols.items():
-        with torch.no_grad(), force_policy(d, temporal=t, channel=c):
-            d(xx)
-            gflops = clip_gflops(d).mean().item()
-        elapsed = medians[f"{name}/{layout}"]
-        measured, ideal = base_time / elapsed, full_gflops / gflops
-        results[name] = {
-            "measured_speedup": round(measured, 3),
-            "ideal_speedup": round(ideal, 3),
-            "fraction_of_ideal": round(measured / ideal, 3),
-            "time_ms": round(elapsed * 1e3, 2),
-            "gflops_per_clip": round(gflops, 4),
-        }
-        if f"bound:{name}/{layout}" in medians:
-            bound = base_time / medians[f"bound:{name}/{layout}"]
-            results[name] |= {"bound_speedup": round(bound, 3), "bound_fraction_of_ideal": round(bound / ideal, 3)}
-    return {"layout": layout, "batchnorm_fused": fuse, "static_time_ms": round(base_time * 1e3, 2), "policies": results}
+    bounds = all(isinstance(static.get_submodule(n), nn.Conv3d) for n, _ in dynamic_layers(dyn))
+    # the layout the static net is fastest in (a short timing); everything else runs in it
+    xs = {name: x.contiguous(memory_format=fmt) for name, fmt in LAYOUTS.items()}
+    statics = {name: copy.deepcopy(static).to(memory_format=fmt) for name, fmt in LAYOUTS.items()}
+    quick = interleaved_medians({n: (lambda n=n: statics[n](xs[n])) for n in LAYOUTS}, 3, device)
+    layout = min(quick, key=quick.get)
+    static, x = statics[layout], xs[layout]
+    dyn = dyn.to(memory_format=LAYOUTS[layout])
+    results = []
+    for batch in batches:
+        xb = x[:batch]
+        pols = {name: uniform_choices(dyn, t, c) for name, (t, c) in UNIFORM.items()}
+        pols["mixed"] = mixed_choices(dyn, batch)
+        fns: dict[str, Callable[[], object]] = {"static": lambda: static(xb)}
+        if compile_:
+            compiled_static = _compiled(static)
+            fns["static/compiled"] = lambda: compiled_static(xb)
+            compiled_dyn = _compiled(dyn)
+        for pol, choices in pols.items():
+            fns[pol] = _run_pinned(dyn, dyn, choices, xb)
+            if compile_:
+                fns[f"{pol}/compiled"] = _run_pinned(compiled_dyn, dyn, choices, xb)
+            if bounds:
+                bound = bound_network(static, dyn, choices)
+                fns[f"bound:{pol}"] = lambda n=bound: n(xb)
+        medians = interleaved_medians(fns, repeats, device)
+        static_form = min((k for k in medians if k.startswith("static")), key=medians.get)
+        base_time = medians[static_form]
+        with torch.no_grad(), pinned(dyn, pols["full"]):
+            dyn(xb)
+            full_gflops = clip_gflops(dyn).mean().item()
+        per_policy = {}
+        for pol, choices in pols.items():
+            with torch.no_grad(), pinned(dyn, choices):
+                dyn(xb)
+                gflops = clip_gflops(dyn).mean().item()
+            form = pol if not compile_ or medians[pol] <= medians[f"{pol}/compiled"] else f"{pol}/compiled"
+            elapsed = medians[form]
+            measured, ideal = base_time / elapsed, full_gflops / gflops
+            row = {"measured_speedup": round(measured, 3), "ideal_speedup": round(ideal, 3),
+                   "fraction_of_ideal": round(measured / ideal, 3), "time_ms": round(elapsed * 1e3, 2),
+                   "form": "compiled" if form.endswith("/compiled") else "eager", "gflops_per_clip": round(gflops, 4)}
+            if compile_:
+                row["eager_time_ms"] = round(medians[pol] * 1e3, 2)
+                row["compiled_time_ms"] = round(medians[f"{pol}/compiled"] * 1e3, 2)
+            if bounds:
+                bound = base_time / medians[f"bound:{pol}"]
+                row |= {"bound_speedup": round(bound, 3), "bound_fraction_of_ideal": round(bound / ideal, 3),
+                        "measured_over_bound": round(measured / bound, 3),
+                        "bound_time_ms": round(medians[f"bound:{pol}"] * 1e3, 2)}
+            per_policy[pol] = row
+        results.append({"batch": batch, "layout": layout, "static_form": static_form, "batchnorm_fused": fuse,
+                        "static_time_ms": round(base_time * 1e3, 2), "policies": per_policy})
+    return results
 
 
-def summary(results: dict[str, dict]) -> dict[str, dict]:
-    """The last output line: per policy its speed-ups and fractions of ideal."""
-    keys = ("measured_speedup", "ideal_speedup", "fraction_of_ideal", "bound_speedup", "bound_fraction_of_ideal")
-    return {name: {k: v[k] for k in keys if k in v} for name, v in results.items()}
+def summary(results: list[dict]) -> dict[str, dict]:
+    """The last output line: per batch size and policy, its speed-ups and the measured / bound ratio."""
+    keys = ("measured_speedup", "ideal_speedup", "bound_speedup", "measured_over_bound")
+    return {str(r["batch"]): {pol: {k: v[k] for k in keys if k in v} for pol, v in r["policies"].items()}
+            for r in results}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--frames", type=int, default=None, help="clip frames (default 8; with --model its own)")
+    parser.add_argument("--batch", type=int, nargs="+", help="batch sizes (default: 1 8 on the stage network, "
+                                                             "1 4 with --model)")
+    parser.add_argument("--frames", type=int, help="clip frames (default 8; with --model its test view's)")
     parser.add_argument("--size", type=int, default=56, help="stage-1 feature size (56 = 112² clips)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--model", help="a registered backbone at full size (r2plus1d_18, x3d_m, ...) instead of "
-                                        "the stage network; --frames / --crop default to its test view")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (timed by CUDA events)")
+    parser.add_argument("--model", help="a registered backbone at full size (r2plus1d_18, x3d_m, ...) dynamized "
+                                        "on its default layers, instead of the stage network")
     parser.add_argument("--crop", type=int, help="with --model: clip side (default: the backbone's test crop)")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile'd static and dynamic nets")
     parser.add_argument("--no-fuse", dest="fuse", action="store_false",
                         help="time the training form (BatchNorm as its own pass) instead of the inference form")
     parser.add_argument("--system-malloc", action="store_true",
                         help="leave glibc's default (unmap freed activations) instead of retain_freed_memory()")
     args = parser.parse_args()
-    args.frames_given = args.frames is not None
-    args.frames = args.frames or 8
     torch.set_num_threads(args.threads)
     if not args.system_malloc:
         retain_freed_memory()
+    device = torch.device(args.device)
+    batches = sorted(args.batch or ([1, 4] if args.model else [1, 8]))
+    torch.manual_seed(0)
     if args.model:
-        r = bench_backbone(args.model, args.batch, args.frames if args.frames_given else None, args.crop, args.repeats, args.fuse)
-        print(json.dumps({"batch": args.batch, "threads": args.threads, **r}))
-        print(json.dumps(summary(r["policies"])))
-        return
-    common = dict(batch=args.batch, frames=args.frames, repeats=args.repeats, fuse=args.fuse)
-    for i, stage in enumerate(STAGES):  # each stage alone, at the feature size it sees inside the network
-        r = bench([stage], batch=args.batch, frames=max(1, args.frames // 2 ** max(0, i - 1)) if i else args.frames,
-                  size=args.size // 2 ** max(0, i - 1) if i else args.size, repeats=args.repeats, fuse=args.fuse)
-        print(json.dumps({"stage": i + 1, **r}))
-    whole = bench(STAGES, size=args.size, **common)
-    print(json.dumps({"network": "all stages", "batch": args.batch, "frames": args.frames,
-                      "clip": f"{args.frames}x{2 * args.size}^2", "threads": args.threads, **whole}))
-    print(json.dumps(summary(whole["policies"])))
+        from vared_core.models import build_model, get_model_cfg
+
+        cfg = get_model_cfg(args.model)
+        frames, crop = args.frames or cfg.num_frames, args.crop or cfg.test_crop_size
+        static = build_model(args.model, num_classes=400, num_frames=frames, crop_size=crop).eval().to(device)
+        x = torch.randn(max(batches), 3, frames, crop, crop, device=device)
+        include, what = cfg.dynamic_include, {"model": args.model, "clip": f"{frames}x{crop}^2"}
+    else:
+        frames = args.frames or 8
+        static = r2plus1d_like().eval().to(device)
+        x = torch.randn(max(batches), STAGES[0][0], frames, args.size, args.size, device=device)
+        include = [str(i) for i in range(0, 6 * len(STAGES), 6)]  # the spatial convs
+        what = {"model": "stage network", "clip": f"{frames}x{2 * args.size}^2"}
+    setting = {**what, "threads": args.threads, "device": args.device, "compile": args.compile}
+    results = bench_network(static, x, include, batches, args.repeats, compile_=args.compile, fuse=args.fuse)
+    for r in results:
+        print(json.dumps({**setting, **r}))
+    print(json.dumps({"summary": summary(results), **setting}))
 
 
 if __name__ == "__main__":

@@ -250,43 +250,63 @@ class DynamicConv(HardPath, LayerCosts, nn.Module):
         return _out_size(height, k[0], s[0], p[0], d[0]), _out_size(width, k[1], s[1], p[1], d[1])
 
     # ---------------------------------------------------------------- gate weights
-    def _gate_weights(self, x5: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(B, S_t) temporal and (B, S_c) channel weights, after any pinned policy."""
+    def _gate_weights(self, x5: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, list[list[float]]]:
+        """(B, S_t) temporal and (B, S_c) channel weights after any pinned policy, the gate's own output, and
+        the weights as Python rows ``[V_c..., V_t...]`` (one host read: the policy decisions are made on them)."""
         b = x5.shape[0]
-        ones = x5.new_ones(b, 1)
         v = self.gate(x5) if self.gate is not None else None
-        vt = v[:, : self.gate.num_temporal] if v is not None and self.num_temporal > 1 else ones
-        vc = v[:, v.shape[1] - self.gate.num_channel:] if v is not None and self.num_channel > 1 else ones
+        gated_t, gated_c = v is not None and self.num_temporal > 1, v is not None and self.num_channel > 1
+        vt = v[:, : self.gate.num_temporal] if gated_t else self._constant(("ones", b), x5, lambda: x5.new_ones(b, 1))
+        vc = v[:, v.shape[1] - self.gate.num_channel:] if gated_c else \
+            self._constant(("ones", b), x5, lambda: x5.new_ones(b, 1))  # fmt: skip
         if self.forced_temporal is not None:
-            vt = self._one_hot(self.forced_temporal, b, self.num_temporal, x5)
+            vt, gated_t = self._one_hot(self.forced_temporal, b, self.num_temporal, x5), False
         if self.forced_channel is not None:
-            vc = self._one_hot(self.forced_channel, b, self.num_channel, x5)
-        if not self.spec.stability.skip_layers:  # a dimension weighted all zero takes its cheapest alternative
-            vt, vc = self._no_skip(vt), self._no_skip(vc)
+            vc, gated_c = self._one_hot(self.forced_channel, b, self.num_channel, x5), False
         if self.spec.stability.normalize_weights:  # a clip's weights sum to 1 per dimension (0 stays 0: layer skipped)
             floor = self.spec.stability.normalize_floor
             vt = vt / vt.sum(1, keepdim=True).clamp(min=floor)
             vc = vc / vc.sum(1, keepdim=True).clamp(min=floor)
-        return vt, vc, v
+        rows = torch.cat([vc, vt], 1).tolist()
+        if not self.spec.stability.skip_layers and (gated_t or gated_c):
+            # a gated dimension weighted all zero takes its cheapest alternative (pinned ones never are)
+            nc = self.num_channel
+            dead_c = gated_c and any(max(r[:nc]) <= 0 for r in rows)
+            dead_t = gated_t and any(max(r[nc:]) <= 0 for r in rows)
+            if dead_c or dead_t:
+                vt, vc = (self._no_skip(vt) if dead_t else vt), (self._no_skip(vc) if dead_c else vc)
+                rows = torch.cat([vc, vt], 1).tolist()
+        return vt, vc, v, rows
 
     @staticmethod
     def _no_skip(v: torch.Tensor) -> torch.Tensor:
         """``v`` (B, S) with each all-zero row replaced by weight 1 on the last (cheapest) alternative."""
-        if v.shape[1] == 1:  # an ungated dimension: its single weight is 1
-            return v
         dead = v.amax(1, keepdim=True) <= 0
-        if not bool(dead.any()):
-            return v
         cheapest = torch.zeros_like(v[:1])
         cheapest[0, -1] = 1
         return torch.where(dead, cheapest, v)
 
-    @staticmethod
-    def _one_hot(choice: torch.Tensor | int, b: int, n: int, like: torch.Tensor) -> torch.Tensor:
-        idx = torch.as_tensor(choice, device=like.device).long().expand(b) if not isinstance(choice, torch.Tensor) or choice.dim() == 0 else choice.to(like.device).long()
+    def _constant(self, key: tuple, like: torch.Tensor, make) -> torch.Tensor:
+        """A small constant tensor made once per key, device and dtype (pinned one-hots, ones)."""
+        key = (*key, like.device, like.dtype)
+        value = self._cache.get(key)
+        if value is None:
+            value = self._cache[key] = make()
+        return value
+
+    def _one_hot(self, choice: torch.Tensor | int, b: int, n: int, like: torch.Tensor) -> torch.Tensor:
+        if isinstance(choice, int) or (isinstance(choice, torch.Tensor) and choice.dim() == 0):
+            i = int(choice)
+            return self._constant(("one_hot", i, b, n), like, lambda: F.one_hot(
+                torch.full((b,), i, dtype=torch.long, device=like.device), n).to(like.dtype))
+        idx = torch.as_tensor(choice).to(like.device).long()
         if idx.shape[0] != b:
             raise ValueError(f"a per-clip pinned policy has {idx.shape[0]} entries for a batch of {b} clips")
         return F.one_hot(idx, n).to(like.dtype)
+
+    def _codes(self, rows: list[list[float]]) -> list[int]:
+        """Each clip's policy as one bit code (bit i: gate output i of ``[V_c..., V_t...]`` is in use)."""
+        return [sum(1 << i for i, w in enumerate(row) if w > 0) for row in rows]
 
     # ---------------------------------------------------------------- layout helpers
     def _as_clips(self, x: torch.Tensor) -> torch.Tensor:
@@ -362,29 +382,29 @@ class DynamicConv(HardPath, LayerCosts, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x5 = self._as_clips(x)
         b, height, width = x5.shape[0], x5.shape[3], x5.shape[4]
-        vt, vc, v = self._gate_weights(x5)
-        used_t, used_c = vt > 0, vc > 0
+        vt, vc, v, rows = self._gate_weights(x5)
+        codes = self._codes(rows)  # which alternatives each clip uses (channel alternatives first)
         hard = self.mode == "hard" or (self.mode == "auto" and not self.training)
-        # which alternatives each clip uses, as one bit code (channel alternatives first)
-        codes = (torch.cat([used_c, used_t], 1).long() * self._bit_values(x.device)).sum(1)
         self._record(vt, vc, codes, v, self._spatial_out(height, width))
 
         if not hard:  # soft: one full conv, every alternative in use anywhere in the batch sliced from it
-            alts_c = [i for i in range(self.num_channel) if bool(used_c[:, i].any())]
-            alts_t = [j for j in range(self.num_temporal) if bool(used_t[:, j].any())]
+            in_use = 0
+            for code in codes:
+                in_use |= code
+            alts_c, alts_t = self._decode(in_use)
             if not alts_c or not alts_t:
                 return self._skipped_output(b, height, width, x)
             y5 = self._assemble(self._reduced_conv(x, self.out_channels, 1), vc, vt, alts_c, alts_t, 1)
-            skipped = ~(used_c.any(1) & used_t.any(1))
-            if bool(skipped.any()):  # a clip whose gate zeroes a whole dimension skips the layer (outputs 0)
-                y5 = y5 * (~skipped).to(y5.dtype).view(b, 1, 1, 1, 1)
+            kept = [all(self._decode(code)) for code in codes]
+            if not all(kept):  # a clip whose gate zeroes a whole dimension skips the layer (outputs 0)
+                y5 = y5 * torch.tensor(kept, dtype=y5.dtype, device=y5.device).view(b, 1, 1, 1, 1)
             return self._to_native(self._apply_post(y5))
 
         # hard: clips that use the same alternatives run together, at their own reduced size
-        uniq = torch.unique(codes).tolist()
+        uniq = sorted(set(codes))
         if len(uniq) == 1:
             alts_c, alts_t = self._decode(uniq[0])
             if not alts_c or not alts_t:
                 return self._skipped_output(b, height, width, x)
-            return self._to_native(self._hard_group(x, vc, vt, alts_c, alts_t))
-        return self._hard_mixed(x, vc, vt, codes, uniq, height, width)
+            return self._to_native(self._hard_group(x, vc, vt, alts_c, alts_t, rows))
+        return self._hard_mixed(x, vc, vt, codes, rows, uniq, height, width)

@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -38,7 +39,7 @@ class _CostTracker:
         if isinstance(module, nn.Linear):
             self.static_macs += out.numel() * module.in_features
         else:
-            per_output = (module.in_channels // module.groups) * int(torch.tensor(module.kernel_size).prod())
+            per_output = (module.in_channels // module.groups) * math.prod(module.kernel_size)
             self.static_macs += out.numel() * per_output
 
 

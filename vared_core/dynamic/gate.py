@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .derived import derived
+
 __all__ = ["SoftModulationGate"]
 
 
@@ -79,5 +81,18 @@ class SoftModulationGate(nn.Module):
             pooled = x.mean(dim=(3, 4)).flatten(1)  # G: (B, C_in·T)
         if self.detach_input:
             pooled = pooled.detach()
+        if not self.training and not torch.is_grad_enabled():  # inference: BN folded into fc1, β into fc2
+            w1, b1 = self._folded()
+            h = torch.tanh_(torch.addmm(b1, pooled, w1.t()))
+            return torch.relu_(torch.tanh_(torch.addmm(self.beta, h, self.fc2.weight.t())))
         h = torch.tanh(self.bn(self.fc1(pooled)))
         return torch.relu(torch.tanh(self.fc2(h) + self.beta))
+
+    def _folded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """fc1 with the eval BatchNorm folded in, ``bn(fc1(p)) = p·W'ᵀ + b'``; rebuilt when a tensor changes."""
+        def fold() -> tuple[torch.Tensor, torch.Tensor]:
+            scale = self.bn.weight / torch.sqrt(self.bn.running_var + self.bn.eps)
+            return self.fc1.weight * scale[:, None], (self.fc1.bias - self.bn.running_mean) * scale + self.bn.bias
+
+        sources = (self.fc1.weight, self.fc1.bias, self.bn.weight, self.bn.bias, self.bn.running_mean, self.bn.running_var)
+        return derived(self.__dict__.setdefault("_derived", {}), "folded", sources, fold)

@@ -12,11 +12,67 @@ Three branches, each reached by the equivalence tests (`tests/vared_core/dynamic
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
+from .derived import derived
 from .writes import add, channels, emit, fold, memory_format_of, mul, take, unfold
 
 __all__ = ["HardPath"]
+
+
+def gated(shift: torch.Tensor | None, v5: torch.Tensor) -> torch.Tensor | None:
+    """A shift scaled by per-clip gate weights (None, a zero shift, stays None)."""
+    return None if shift is None else shift * v5
+
+
+class _DirectParts(NamedTuple):
+    """The per-channel factors `HardPath._hard_direct` writes with that do not depend on the gate weights.
+
+    With the absorbed affine (a, s), the channel op's eval BatchNorm (β_s, β_b) and Φ^t's (w_j, b_j), eq. 3.5
+    for one alternative each writes, with V = V_c·V_t:
+
+    * computed maps: ``y·(a·V) + s`` (``scale_k``, ``shift_k``);
+    * channel-rebuilt maps: ``r·(β_s·a·V) + (β_b·a·V + s)``: ``rebuilt_scale`` (β_s·a), ``rebuilt_gated_shift``
+      (β_b·a), ``shift_r`` (s), and ``rebuilt_shift`` = β_b·a + s for V = 1;
+    * frame j of each temporal step: ``w_j·(computed frame) + (b_j·a·V_t + s·(1 - w_j))`` (Φ^t's bias sits
+      outside V_c): ``frames`` holds (j, w_j, its shift for V_t = 1, b_j·a, s·(1 - w_j)).
+
+    Every factor is shaped (1, c, 1, 1, 1), or None for 1 (a scale) or 0 (a shift).
+    """
+
+    scale_k: torch.Tensor | None
+    shift_k: torch.Tensor | None
+    rebuilt_scale: torch.Tensor | None
+    rebuilt_gated_shift: torch.Tensor | None
+    shift_r: torch.Tensor | None
+    rebuilt_shift: torch.Tensor | None
+    frames: list[tuple[int, torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]]
+
+    @classmethod
+    def make(cls, layer: HardPath, ic: int, it: int) -> _DirectParts:
+        k, factor = layer.channel_counts[ic], layer.temporal_factors[it]
+        a5, s5 = layer._post5()
+        rebuilt_scale = rebuilt_gated_shift = shift_r = rebuilt_shift = None
+        if k < layer.out_channels:
+            op = layer.channel_ops[ic - 1]
+            a_r, shift_r = channels(a5, slice(k, None)), channels(s5, slice(k, None))
+            rebuilt_scale = a_r
+            if not op.bn.training:
+                bn_scale, bn_shift = (t.view(1, -1, 1, 1, 1) for t in op.bn_affine())
+                rebuilt_scale, rebuilt_gated_shift = mul(bn_scale, a_r), mul(bn_shift, a_r)
+            rebuilt_shift = add(rebuilt_gated_shift, shift_r)
+        frames = []
+        if factor > 1:
+            frame_scales, shifts = layer.temporal_ops[it - 1].tables()
+            for j in range(1, factor):
+                w5 = frame_scales[j].view(1, -1, 1, 1, 1)
+                gated = mul(shifts[j].view(1, -1, 1, 1, 1), a5)
+                shift_s = None if s5 is None else s5 * (1 - w5)
+                frames.append((j, w5, add(gated, shift_s), gated, shift_s))
+        return cls(channels(a5, slice(k)), channels(s5, slice(k)), rebuilt_scale, rebuilt_gated_shift, shift_r,
+                   rebuilt_shift, frames)
 
 
 class HardPath:
@@ -30,17 +86,18 @@ class HardPath:
 
     def _hard_group(
         self, x: torch.Tensor, vc: torch.Tensor, vt: torch.Tensor, alts_c: list[int], alts_t: list[int],
-        out: torch.Tensor | None = None, rows: list[int] | None = None,
+        weights: list[list[float]], out: torch.Tensor | None = None, rows: list[int] | None = None,
     ) -> torch.Tensor:
         """Hard-mode output (logical 5D) of clips that all use the alternatives ``alts_c`` / ``alts_t``.
 
-        With ``out`` (the logical output of the whole batch) and ``rows`` (the batch indices of these clips),
-        the parts are written straight into those clips' slices of ``out``, which is returned.
+        ``weights`` holds these clips' gate weights as Python rows ``[V_c..., V_t...]``. With ``out`` (the
+        logical output of the whole batch) and ``rows`` (the batch indices of these clips), the parts are
+        written straight into those clips' slices of ``out``, which is returned.
         """
         grad = torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
         if len(alts_c) > 1 or len(alts_t) > 1 or grad:
             return self._hard_assembled(x, vc, vt, alts_c, alts_t, out, rows)
-        return self._hard_direct(x, vc, vt, alts_c[0], alts_t[0], out, rows)
+        return self._hard_direct(x, vc, vt, alts_c[0], alts_t[0], weights, out, rows)
 
     def _hard_assembled(
         self, x: torch.Tensor, vc: torch.Tensor, vt: torch.Tensor, alts_c: list[int], alts_t: list[int],
@@ -56,7 +113,7 @@ class HardPath:
         return out
 
     def _hard_direct(
-        self, x: torch.Tensor, vc: torch.Tensor, vt: torch.Tensor, ic: int, it: int,
+        self, x: torch.Tensor, vc: torch.Tensor, vt: torch.Tensor, ic: int, it: int, weights: list[list[float]],
         out: torch.Tensor | None, rows: list[int] | None,
     ) -> torch.Tensor:
         """`_hard_group` for one alternative per dimension (``ic``, ``it``), without autograd: the computed
@@ -68,9 +125,10 @@ class HardPath:
         ``f^t``, so its bias ``b`` is scaled by ``a·V_t`` alone.
         """
         k, factor = self.channel_counts[ic], self.temporal_factors[it]
-        b = vc.shape[0]
-        v = vc[:, ic] * vt[:, it]
-        v5 = None if bool((v == 1).all()) else v.view(b, 1, 1, 1, 1)
+        b, it_w = vc.shape[0], self.num_channel + it  # V_t[it]'s place in a row of ``weights``
+        unit_t = all(w[it_w] == 1 for w in weights)
+        unit = all(w[ic] * w[it_w] == 1 for w in weights)
+        v5 = None if unit else (vc[:, ic] * vt[:, it]).view(b, 1, 1, 1, 1)
         a5, s5 = self._post5()
         if k == self.out_channels and factor == 1:
             if out is None and a5 is not None:  # the affine rides in the conv's weights
@@ -85,41 +143,48 @@ class HardPath:
         if out is None:
             out = self._new_output(y5)
         computed = out[:, :, ::factor]
-        scale = mul(a5, v5)
-        emit(y5, channels(scale, slice(k)), channels(s5, slice(k)), computed[:, :k], rows)
+        parts = self._direct_parts(ic, it)
+        emit(y5, mul(parts.scale_k, v5), parts.shift_k, computed[:, :k], rows)
         if k < self.out_channels:
             op = self.channel_ops[ic - 1]
             rebuilt = unfold(op.conv(fold(y5)), b)
             if op.bn.training:  # batch statistics: BN has to see the maps
-                rebuilt, bn_scale, bn_shift = unfold(op.bn(fold(rebuilt)), b), None, None
+                rebuilt = unfold(op.bn(fold(rebuilt)), b)
+            if v5 is None:
+                scale_r, shift_r = parts.rebuilt_scale, parts.rebuilt_shift
             else:
-                bn_scale, bn_shift = (t.view(1, -1, 1, 1, 1) for t in op.bn_affine())
-            scale_k = channels(scale, slice(k, None))
-            shift_r = add(None if bn_shift is None else mul(bn_shift, scale_k), channels(s5, slice(k, None)))
-            scale_r = mul(bn_scale, scale_k)
+                scale_r, shift_r = mul(parts.rebuilt_scale, v5), add(gated(parts.rebuilt_gated_shift, v5), parts.shift_r)
             emit(rebuilt, scale_r, shift_r, computed[:, k:], rows)
         if factor > 1:
-            weights, shifts = self.temporal_ops[it - 1].tables()
-            vt_1 = vt[:, it]
-            vt5 = None if bool((vt_1 == 1).all()) else vt_1.view(b, 1, 1, 1, 1)
-            shift_scale = mul(a5, vt5)  # Φ^t's bias sits outside V_c (eq. 3.5): a·V_t, not a·V_c·V_t
-            for j in range(1, factor):
+            vt5 = None if unit_t else vt[:, it].view(b, 1, 1, 1, 1)
+            for j, frame_scale, shift_unit, gated_shift, shift_s in parts.frames:
                 n = len(range(j, self.out_frames, factor))
                 if n == 0:
                     continue
-                w5 = weights[j].view(1, -1, 1, 1, 1)
-                # rebuilt frame = w·(computed frame before any absorbed shift s) + b·(a·V_t), then + s
-                shift = mul(shifts[j].view(1, -1, 1, 1, 1), shift_scale)
-                if s5 is not None:
-                    shift = shift + s5 * (1 - w5)
-                emit(computed[:, :, :n], w5, shift, out[:, :, j::factor], rows, src_in_batch=True)
+                shift = shift_unit if vt5 is None else add(gated(gated_shift, vt5), shift_s)
+                emit(computed[:, :, :n], frame_scale, shift, out[:, :, j::factor], rows, src_in_batch=True)
         return out
 
-    def _hard_mixed(self, x: torch.Tensor, vc: torch.Tensor, vt: torch.Tensor, codes: torch.Tensor, uniq: list[int],
-                    height: int, width: int) -> torch.Tensor:
+    def _direct_parts(self, ic: int, it: int) -> _DirectParts:
+        """`_DirectParts` of the alternatives (``ic``, ``it``); under ``no_grad`` kept until a tensor they
+        are made from changes (a fine-tune step, `absorb_affine`, loading a state dict)."""
+        k, factor = self.channel_counts[ic], self.temporal_factors[it]
+        op = self.channel_ops[ic - 1] if k < self.out_channels else None
+        t_op = self.temporal_ops[it - 1] if factor > 1 else None
+        sources = [self.post_scale, self.post_shift]
+        if op is not None and not op.bn.training:
+            sources += [op.bn.weight, op.bn.bias, op.bn.running_mean, op.bn.running_var]
+        if t_op is not None:
+            sources += [t_op.weight, t_op.bias]
+        if torch.is_grad_enabled():
+            return _DirectParts.make(self, ic, it)
+        key = ("direct", ic, it, op is not None and op.bn.training)
+        return derived(self._cache, key, sources, lambda: _DirectParts.make(self, ic, it))
+    def _hard_mixed(self, x: torch.Tensor, vc: torch.Tensor, vt: torch.Tensor, codes: list[int],
+                    weights: list[list[float]], uniq: list[int], height: int, width: int) -> torch.Tensor:  # fmt: skip
         """Hard-mode native output of a batch whose clips use different alternatives (bit ``codes``, the
-        distinct ones ``uniq``): each group of clips runs at its own reduced size into its rows of the output,
-        a clip that skips the layer gets `_fill_skipped`."""
+        distinct ones ``uniq``; gate weights as Python rows ``weights``): each group of clips runs at its own
+        reduced size into its rows of the output, a clip that skips the layer gets `_fill_skipped`."""
         b = vc.shape[0]
         native = torch.empty(self._output_shape(b, height, width), device=x.device, dtype=x.dtype,
                              memory_format=memory_format_of(x))
@@ -127,8 +192,7 @@ class HardPath:
         x_clips = x.unflatten(0, (b, self.in_frames)) if self.folded else x
         for code in uniq:
             alts_c, alts_t = self._decode(code)
-            idx = (codes == code).nonzero().squeeze(1)
-            rows = idx.tolist()
+            rows = [i for i, c in enumerate(codes) if c == code]
             if not alts_c or not alts_t:
                 for r in rows:
                     self._fill_skipped(out[r : r + 1])
@@ -136,7 +200,9 @@ class HardPath:
             xg = take(x_clips, rows)
             if self.folded:
                 xg = xg.flatten(0, 1)
-            self._hard_group(xg, vc.index_select(0, idx), vt.index_select(0, idx), alts_c, alts_t, out=out, rows=rows)
+            idx = torch.tensor(rows, device=vc.device)
+            self._hard_group(xg, vc.index_select(0, idx), vt.index_select(0, idx), alts_c, alts_t,
+                             [weights[r] for r in rows], out=out, rows=rows)
         return native
 
     def _skipped_output(self, b: int, height: int, width: int, x: torch.Tensor) -> torch.Tensor:

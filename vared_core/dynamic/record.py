@@ -45,7 +45,7 @@ class LayerCosts:
 
     Reads the layer's shape attributes (``in_channels``, ``out_channels``, ``groups``, ``kernel_size``,
     ``out_frames``, ``channel_counts``, ``temporal_factors``, ``num_channel``, ``num_temporal``), its
-    ``gate`` and ``channel_ops`` (their MACs), ``computed_frames`` and the ``_cache`` dict; writes ``last``.
+    ``gate`` and ``channel_ops`` (their MACs), ``computed_frames`` and the ``_cache`` dict; provides ``last``.
     """
 
     def _conv_macs(self, channels: int, frames: int, hw: int) -> int:
@@ -65,13 +65,6 @@ class LayerCosts:
             for j in alts_t if j > 0
         )
         return macs
-
-    def _bit_values(self, device: torch.device) -> torch.Tensor:
-        """2**i for each gate output (channel alternatives, then temporal ones), cached per device."""
-        key = ("bits", device)
-        if key not in self._cache:
-            self._cache[key] = 2 ** torch.arange(self.num_channel + self.num_temporal, device=device)
-        return self._cache[key]
 
     def _decode(self, code: int) -> tuple[list[int], list[int]]:
         """Channel and temporal alternatives in use, from a policy bit code."""
@@ -103,20 +96,41 @@ class LayerCosts:
             )
         return self._cache[key]
 
-    def _record(self, vt: torch.Tensor, vc: torch.Tensor, codes: torch.Tensor, v: torch.Tensor | None,
+    def _record(self, vt: torch.Tensor, vc: torch.Tensor, codes: list[int], v: torch.Tensor | None,
                 hw_out: tuple[int, int]) -> None:  # fmt: skip
-        """Store this forward's per-clip decisions and costs in ``self.last``."""
+        """Keep what this forward decided; `last` builds its `LayerRecord` when it is first read, so an
+        inference forward whose costs nobody asks for pays no table lookups."""
+        self.__dict__["_last"] = None
+        self.__dict__["_pending"] = (vt, vc, codes, v, hw_out)
+
+    @property
+    def last(self) -> LayerRecord | None:
+        """What the last forward decided and cost (`LayerRecord`), or None before any forward."""
+        pending = self.__dict__.get("_pending")
+        if pending is not None:
+            self.__dict__["_last"] = self._build_record(*pending)
+            self.__dict__["_pending"] = None
+        return self.__dict__.get("_last")
+
+    @last.setter
+    def last(self, record: LayerRecord | None) -> None:
+        self.__dict__["_pending"] = None
+        self.__dict__["_last"] = record
+
+    def _build_record(self, vt: torch.Tensor, vc: torch.Tensor, codes: list[int], v: torch.Tensor | None,
+                      hw_out: tuple[int, int]) -> LayerRecord:  # fmt: skip
         macs, choice_c, choice_t, hard, ch_frac, t_frac = self._code_tables(hw_out, vc.device, vc.dtype)
+        codes_t = torch.tensor(codes, device=vc.device)
         # differentiable stand-in: expected fraction under the normalised gate weights (method doc §5)
         soft_c = (vc * ch_frac).sum(1) / vc.sum(1).clamp(min=1e-12)
         soft_t = (vt * t_frac).sum(1) / vt.sum(1).clamp(min=1e-12)
         soft = soft_c * soft_t
         hw = hw_out[0] * hw_out[1]
-        self.last = LayerRecord(
-            clip_macs=macs[codes.cpu()],
+        return LayerRecord(
+            clip_macs=macs[codes_t.cpu()],
             full_macs=float(self._conv_macs(self.out_channels, self.out_frames, hw)),
-            cost_fraction=soft + (hard[codes] - soft).detach(),
-            channel_choice=choice_c[codes],
-            temporal_choice=choice_t[codes],
+            cost_fraction=soft + (hard[codes_t] - soft).detach(),
+            channel_choice=choice_c[codes_t],
+            temporal_choice=choice_t[codes_t],
             gate=None if v is None else torch.cat([vt, vc], 1).detach(),
         )

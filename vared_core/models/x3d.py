@@ -12,10 +12,15 @@ Swish: X3D puts a swish after the depthwise conv of every block. The seed "remov
 non-linearity except those in SE layer": ``swish="se_blocks"`` (default) keeps the swish only in blocks that
 carry SE and uses ReLU in the others; ``"all"`` is the paper's X3D, ``"none"`` uses ReLU everywhere.
 
-VA-RED² default: every conv that produces a spatio-temporal map is dynamic (seed §3.1; its Figure 4-1 discussion
-contrasts the policies of the pointwise convs after the depthwise ones with the others): stem, ``conv_a`` /
-``conv_b`` / ``conv_c`` of every block, shortcut projections and ``conv5``. The SE convs and ``lin5`` work on
-pooled vectors and stay static.
+VA-RED² default: the two pointwise convs of every block, ``conv_a`` and ``conv_c`` (52 convs, 80% of X3D-M's
+MACs at 16×256²). The seed does not list its X3D layers; its Figure 4-1 discussion reads the policies of the
+pointwise convs ("point-wise convolutions which right after the depth-wise convolutions have more variation").
+What stays static, and why (measured on CPU, `docs/benchmarks/dynamic_speed.md`): the depthwise ``conv_b`` and the
+stem's depthwise ``conv_t`` (14.6% of the MACs but half of the convs' memory traffic) are memory-bound, and
+Φ^c's depthwise 3×3 rebuild writes as many maps as it saves, so a dynamic depthwise conv is slower than a static
+one; the stem's ``conv_xy``, the 4 shortcut projections and ``conv5`` (5.6% of the MACs over 6 convs) would each
+pay a gate for little. Every conv of the network remains selectable with ``DynamicSpec(layers=...)``. The SE convs
+and ``lin5`` work on pooled vectors.
 """
 from __future__ import annotations
 
@@ -262,8 +267,8 @@ def _create_x3d(
 _PAPER = "Feichtenhofer, X3D: Expanding Architectures for Efficient Video Recognition, CVPR 2020"
 _X3D_MEAN = (0.45, 0.45, 0.45)
 _X3D_STD = (0.225, 0.225, 0.225)
-# every conv on a spatio-temporal map: stem, block convs, shortcut projections, conv5 (not SE, not lin5)
-_DYNAMIC = ("stem.conv_*", "res?.*.conv_?", "res?.*.branch1_conv", "conv5")
+# the blocks' pointwise convs (module docstring: why the depthwise ones, the stem, shortcuts and conv5 stay static)
+_DYNAMIC = ("res?.*.conv_a", "res?.*.conv_c")
 
 default_cfgs: dict[str, ModelCfg] = {
     "x3d_m": ModelCfg(

@@ -17,6 +17,7 @@ from vared_core.dynamic import (
     dynamic_mode,
     dynamize,
     force_policy,
+    fuse_batchnorm,
 )
 
 
@@ -289,3 +290,39 @@ def test_parts_that_do_not_fit_the_spec_are_refused_naming_the_module() -> None:
         DynamicConv(conv, spec, in_frames=4, **{**kw, "temporal_ops": []})
     with pytest.raises(ValueError, match="a static spec takes no gate"):
         DynamicConv(conv, DynamicSpec(search_space=1), in_frames=4, gate=parts.gate, channel_ops=[], temporal_ops=[])
+
+
+@pytest.mark.parametrize("kind", ["net3d", "net2d_folded"])
+def test_hard_inference_follows_in_place_changes_of_cheap_ops_and_affine(kind: str, make_net, randomize_bn,
+                                                                          randomize_gates) -> None:  # fmt: skip
+    """Hard mode under no_grad keeps the gate-independent factors it writes with; a changed tensor renews them."""
+    clip = (3, 8, 16, 16)
+    net = dynamize(make_net(kind), DynamicSpec(search_space=2), clip_shape=clip)
+    randomize_bn(net)
+    randomize_gates(net, seed=5)
+    x = torch.randn(4, 3, 8, 16, 16)
+    policy = dict(temporal=[1, 1, 0, 1], channel=[1, 0, 1, 1])
+
+    def hard_and_soft(fused: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad(), force_policy(fused, **policy):
+            hard = fused(x)
+        with force_policy(net, **policy), dynamic_mode(net, "soft"):
+            return hard, net(x)
+
+    fused = fuse_batchnorm(net, clip_shape=clip)
+    hard, soft = hard_and_soft(fused)
+    assert (hard - soft).abs().max() <= 1e-5 * soft.abs().max()
+    with torch.no_grad():  # a fine-tune step: Φ^t and Φ^c's BatchNorm change in place, in both nets
+        for model in (net, fused):
+            for _, m in dynamic_layers(model):
+                for op in m.temporal_ops:
+                    op.bias.add_(0.2)
+                for op in m.channel_ops:
+                    op.bn.running_mean.add_(0.3)
+    hard_after, soft_after = hard_and_soft(fused)
+    assert not torch.allclose(soft_after, soft, atol=1e-3)
+    assert (hard_after - soft_after).abs().max() <= 1e-5 * soft_after.abs().max()
+    for _, m in dynamic_layers(fused):  # a new absorbed affine (new tensors) reaches the output too
+        m.absorb_affine(torch.full((m.out_channels,), 1.5), torch.full((m.out_channels,), 0.1))
+    with torch.no_grad(), force_policy(fused, **policy):
+        assert not torch.allclose(fused(x), hard_after, atol=1e-3)

@@ -150,3 +150,23 @@ def test_parameters_grow_linearly_with_the_hidden_width(hidden: int) -> None:
 def test_macs_are_the_two_linear_layers(hidden: int) -> None:
     """C_in·T → D_h, then D_h → S_t + S_c; BN, tanh and β are not multiply-adds."""
     assert _gate(c=6, t=4, hidden=hidden, st=3, sc=2).macs == 6 * 4 * hidden + hidden * 5
+
+
+def test_inference_folds_bn_into_fc1_and_follows_parameter_changes() -> None:
+    gate = _gate(hidden=8)
+    with torch.no_grad():
+        gate.bn.running_mean.normal_(0, 0.5)
+        gate.bn.running_var.uniform_(0.5, 2.0)
+        gate.fc2.weight.normal_(0, 1.0)
+    x = torch.randn(5, 6, 4, 7, 7)
+    for step in range(2):
+        with torch.enable_grad():
+            reference = gate(x)  # the layers one by one, as in training code
+        with torch.no_grad():
+            folded = gate(x)  # BN folded into fc1 (cached)
+        assert torch.allclose(folded, reference, atol=1e-6)
+        with torch.no_grad():  # a fine-tune step changes the tensors in place: the fold must follow
+            gate.bn.running_var.mul_(3.0)
+            gate.fc1.weight.add_(0.5)
+    with torch.no_grad():
+        assert not torch.allclose(gate(x), folded, atol=1e-3)
