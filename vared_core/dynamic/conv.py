@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cheap_ops import ChannelCheapOp, TemporalCheapOp
+from .derived import derived
 from .gate import SoftModulationGate
 from .hard_path import HardPath
 from .record import LayerCosts, LayerRecord
@@ -208,7 +209,6 @@ class DynamicConv(HardPath, LayerCosts, nn.Module):
             self.post_scale, self.post_shift = scale.clone(), shift.clone()
         else:
             self.post_scale, self.post_shift = self.post_scale * scale, self.post_shift * scale + shift
-        self._cache.pop("fused", None)
 
     def _post5(self, channels: slice = slice(None)) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The absorbed (scale, shift) of ``channels``, shaped (1, c, 1, 1, 1); (None, None) without one."""
@@ -223,16 +223,15 @@ class DynamicConv(HardPath, LayerCosts, nn.Module):
     def _fused_weight(self, with_shift: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Weight and bias of the conv with the absorbed affine folded in (cached until a tensor changes):
         ``conv(x; W·a, bias·a [+ shift])`` equals ``a·conv(x) [+ shift]``."""
-        key = tuple((t.data_ptr(), t._version) for t in (self.weight, self.bias, self.post_scale, self.post_shift)
-                    if t is not None)
-        cached = self._cache.get("fused")
-        if cached is None or cached[0] != key:
+        def fuse() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             a = self.post_scale
             weight = torch.empty_like(self.weight, requires_grad=False)  # same strides: the conv keeps its layout
             torch.mul(self.weight.detach(), a.view(-1, *([1] * (self.weight.dim() - 1))), out=weight)
             bias = (self.bias * a).detach() if self.bias is not None else torch.zeros_like(a)
-            cached = self._cache["fused"] = (key, weight, bias, bias + self.post_shift)
-        _, weight, bias, bias_shift = cached
+            return weight, bias, bias + self.post_shift
+
+        sources = (self.weight, self.bias, self.post_scale, self.post_shift)
+        weight, bias, bias_shift = derived(self._cache, "fused", sources, fuse)
         return weight, bias_shift if with_shift else bias
 
     # ---------------------------------------------------------------- shapes and costs
