@@ -11,7 +11,9 @@ For a network and its dynamized twin (S = 2, both dimensions, inference form) th
   and frames of each group of clips, plain copies for the rest, no gate and no cheap-op arithmetic).
 
 The ideal speed-up is `clip_gflops`' (MACs); the bound is what an implementation built from PyTorch ops can
-reach on this machine; ``measured_over_bound`` is the mechanism's own efficiency (target ≥ 0.9).
+reach on this machine; ``measured_over_bound`` is the mechanism's own efficiency (target ≥ 0.9). Every function is
+timed round-robin ``--repeats`` times; ratios come from each one's fastest call (the slower calls of a shared
+machine time its neighbours too), and the medians are printed beside the times.
 
     python benchmarks/dynamic_speed.py                               # R(2+1)D-like stage network, batches 1 and 8
     python benchmarks/dynamic_speed.py --model r2plus1d_18 --frames 8 --crop 112   # batches 1 and 4
@@ -37,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vared_core import DynamicSpec, clip_gflops, dynamic_layers, dynamize, fuse_batchnorm
+from vared_core.dynamic.writes import take
 from vared_core.runtime import retain_freed_memory
 
 # (C_in, C_mid, C_out, temporal stride, spatial stride) of R(2+1)D-18's first block per stage
@@ -149,7 +152,7 @@ class ReducedOnly(nn.Module):
             self._fill(self._reduced(x, *self.policy), out, self.policy[0])
             return out
         for (factor, channels), rows in self.groups_of:
-            y = self._reduced(x[rows[0] : rows[0] + 1] if len(rows) == 1 else x[rows], factor, channels)
+            y = self._reduced(take(x, rows), factor, channels)  # a view when the rows are consecutive
             for i, r in enumerate(rows):
                 self._fill(y[i : i + 1], out[r : r + 1], factor)
         return out
@@ -182,9 +185,9 @@ def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
 
 
 # ------------------------------------------------------------------------------------------- timing
-def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict[str, float]:
-    """Median seconds of each function, timed round-robin (one call of each per round) so that load from other
-    processes drifts over all of them alike; two warm-up rounds excluded. CUDA: timed by CUDA events."""
+def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict[str, list[float]]:
+    """Seconds of each call of each function, timed round-robin (one call of each per round) so that load from
+    other processes drifts over all of them alike; two warm-up rounds excluded. CUDA: timed by CUDA events."""
     times: dict[str, list[float]] = {k: [] for k in fns}
     cuda = device.type == "cuda"
     with torch.no_grad():
@@ -203,7 +206,7 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, devi
                     elapsed = time.perf_counter() - t0
                 if r >= 2:
                     times[name].append(elapsed)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times
 
 
 def _run_pinned(net: nn.Module, dyn: nn.Module, choices: Choices, x: torch.Tensor) -> Callable[[], object]:
@@ -214,6 +217,10 @@ def _run_pinned(net: nn.Module, dyn: nn.Module, choices: Choices, x: torch.Tenso
 
 
 def _compiled(net: nn.Module) -> nn.Module:
+    """``torch.compile`` (inductor) with fixed shapes. Each dynamic layer has its own shapes and each policy its own
+    branch, so the hard path compiles one graph per layer, policy and batch size: the recompile limit is raised
+    to let it (the default, 8, would leave most layers eager)."""
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 1024)
     return torch.compile(net, dynamic=False)
 
 
@@ -231,8 +238,8 @@ def bench_network(static: nn.Module, x: torch.Tensor, include, batches: list[int
     # the layout the static net is fastest in (a short timing); everything else runs in it
     xs = {name: x.contiguous(memory_format=fmt) for name, fmt in LAYOUTS.items()}
     statics = {name: copy.deepcopy(static).to(memory_format=fmt) for name, fmt in LAYOUTS.items()}
-    quick = interleaved_medians({n: (lambda n=n: statics[n](xs[n])) for n in LAYOUTS}, 3, device)
-    layout = min(quick, key=quick.get)
+    quick = interleaved_times({n: (lambda n=n: statics[n](xs[n])) for n in LAYOUTS}, 3, device)
+    layout = min(quick, key=lambda n: min(quick[n]))
     static, x = statics[layout], xs[layout]
     dyn = dyn.to(memory_format=LAYOUTS[layout])
     results = []
@@ -252,9 +259,13 @@ def bench_network(static: nn.Module, x: torch.Tensor, include, batches: list[int
             if bounds:
                 bound = bound_network(static, dyn, choices)
                 fns[f"bound:{pol}"] = lambda n=bound: n(xb)
-        medians = interleaved_medians(fns, repeats, device)
-        static_form = min((k for k in medians if k.startswith("static")), key=medians.get)
-        base_time = medians[static_form]
+        times = interleaved_times(fns, repeats, device)
+        # ratios from each function's fastest call: on a shared machine the slower ones time the neighbours too
+        # (timeit's advice); the medians are reported beside them
+        best = {k: min(v) for k, v in times.items()}
+        median = {k: statistics.median(v) for k, v in times.items()}
+        static_form = min((k for k in best if k.startswith("static")), key=best.get)
+        base_time = best[static_form]
         with torch.no_grad(), pinned(dyn, pols["full"]):
             dyn(xb)
             full_gflops = clip_gflops(dyn).mean().item()
@@ -263,23 +274,27 @@ def bench_network(static: nn.Module, x: torch.Tensor, include, batches: list[int
             with torch.no_grad(), pinned(dyn, choices):
                 dyn(xb)
                 gflops = clip_gflops(dyn).mean().item()
-            form = pol if not compile_ or medians[pol] <= medians[f"{pol}/compiled"] else f"{pol}/compiled"
-            elapsed = medians[form]
-            measured, ideal = base_time / elapsed, full_gflops / gflops
+            form = pol if not compile_ or best[pol] <= best[f"{pol}/compiled"] else f"{pol}/compiled"
+            measured, ideal = base_time / best[form], full_gflops / gflops
             row = {"measured_speedup": round(measured, 3), "ideal_speedup": round(ideal, 3),
-                   "fraction_of_ideal": round(measured / ideal, 3), "time_ms": round(elapsed * 1e3, 2),
-                   "form": "compiled" if form.endswith("/compiled") else "eager", "gflops_per_clip": round(gflops, 4)}
+                   "fraction_of_ideal": round(measured / ideal, 3), "time_ms": round(best[form] * 1e3, 2),
+                   "median_ms": round(median[form] * 1e3, 2), "form": "compiled" if form != pol else "eager",
+                   "gflops_per_clip": round(gflops, 4)}  # fmt: skip
             if compile_:
-                row["eager_time_ms"] = round(medians[pol] * 1e3, 2)
-                row["compiled_time_ms"] = round(medians[f"{pol}/compiled"] * 1e3, 2)
+                row["eager_time_ms"] = round(best[pol] * 1e3, 2)
+                row["compiled_time_ms"] = round(best[f"{pol}/compiled"] * 1e3, 2)
             if bounds:
-                bound = base_time / medians[f"bound:{pol}"]
+                bound = base_time / best[f"bound:{pol}"]
                 row |= {"bound_speedup": round(bound, 3), "bound_fraction_of_ideal": round(bound / ideal, 3),
                         "measured_over_bound": round(measured / bound, 3),
-                        "bound_time_ms": round(medians[f"bound:{pol}"] * 1e3, 2)}
+                        "bound_time_ms": round(best[f"bound:{pol}"] * 1e3, 2),
+                        "bound_median_ms": round(median[f"bound:{pol}"] * 1e3, 2)}
             per_policy[pol] = row
         results.append({"batch": batch, "layout": layout, "static_form": static_form, "batchnorm_fused": fuse,
-                        "static_time_ms": round(base_time * 1e3, 2), "policies": per_policy})
+                        "static_time_ms": round(base_time * 1e3, 2),
+                        "static_median_ms": round(median[static_form] * 1e3, 2),
+                        "static_forms_ms": {k: round(v * 1e3, 2) for k, v in best.items() if k.startswith("static")},
+                        "policies": per_policy})
     return results
 
 

@@ -75,24 +75,39 @@ class SoftModulationGate(nn.Module):
                 f"SoftModulationGate expects (B, {self.in_channels}, {self.in_frames}, H, W) inputs, got "
                 f"{tuple(x.shape)}: a dynamized model keeps the clip length it was dynamized with"
             )
-        if x.dim() == 5 and x.stride(1) == 1 and x.shape[1] > 1:  # channels_last_3d: reduce over rows of C
+        channels_last = x.dim() == 5 and x.stride(1) == 1 and x.shape[1] > 1
+        if not self.training and not torch.is_grad_enabled():
+            return self._infer(x, channels_last)
+        if channels_last:  # reduce over rows of C
             pooled = x.permute(0, 2, 3, 4, 1).flatten(2, 3).mean(2).transpose(1, 2).flatten(1)
         else:
             pooled = x.mean(dim=(3, 4)).flatten(1)  # G: (B, C_in·T)
         if self.detach_input:
             pooled = pooled.detach()
-        if not self.training and not torch.is_grad_enabled():  # inference: BN folded into fc1, β into fc2
-            w1, b1 = self._folded()
-            h = torch.tanh_(torch.addmm(b1, pooled, w1.t()))
-            return torch.relu_(torch.tanh_(torch.addmm(self.beta, h, self.fc2.weight.t())))
         h = torch.tanh(self.bn(self.fc1(pooled)))
         return torch.relu(torch.tanh(self.fc2(h) + self.beta))
 
-    def _folded(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """fc1 with the eval BatchNorm folded in, ``bn(fc1(p)) = p·W'ᵀ + b'``; rebuilt when a tensor changes."""
+    def _infer(self, x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+        """The forward at inference, in as few ops as it takes: BN folded into fc1, the mean's 1/(H·W) into fc1's
+        product, β into fc2's; a channels-last input summed in its own (T, C) order, read by fc1's columns
+        reordered to match."""
+        if channels_last:
+            summed = x.permute(0, 2, 3, 4, 1).flatten(2, 3).sum(2).flatten(1)  # (B, T·C), frame-major
+        else:
+            summed = x.sum(dim=(3, 4)).flatten(1)  # (B, C·T), channel-major as fc1 reads it
+        w1, b1 = self._folded(frame_major=channels_last)
+        h = torch.tanh_(torch.addmm(b1, summed, w1.t(), alpha=1.0 / (x.shape[3] * x.shape[4])))
+        return torch.relu_(torch.tanh_(torch.addmm(self.beta, h, self.fc2.weight.t())))
+
+    def _folded(self, frame_major: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """fc1 with the eval BatchNorm folded in, ``bn(fc1(p)) = p·W'ᵀ + b'``, its columns in (T, C) order when
+        ``frame_major``; rebuilt when a tensor it comes from changes."""
         def fold() -> tuple[torch.Tensor, torch.Tensor]:
             scale = self.bn.weight / torch.sqrt(self.bn.running_var + self.bn.eps)
-            return self.fc1.weight * scale[:, None], (self.fc1.bias - self.bn.running_mean) * scale + self.bn.bias
+            weight = self.fc1.weight * scale[:, None]
+            if frame_major:  # column c·T + t → t·C + c
+                weight = weight.unflatten(1, (self.in_channels, self.in_frames)).transpose(1, 2).flatten(1).contiguous()
+            return weight, (self.fc1.bias - self.bn.running_mean) * scale + self.bn.bias
 
         sources = (self.fc1.weight, self.fc1.bias, self.bn.weight, self.bn.bias, self.bn.running_mean, self.bn.running_var)
-        return derived(self.__dict__.setdefault("_derived", {}), "folded", sources, fold)
+        return derived(self.__dict__.setdefault("_derived", {}), ("folded", frame_major), sources, fold)

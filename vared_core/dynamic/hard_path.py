@@ -22,7 +22,7 @@ from .writes import add, channels, emit, fold, memory_format_of, mul, take, unfo
 __all__ = ["HardPath"]
 
 
-def gated(shift: torch.Tensor | None, v5: torch.Tensor) -> torch.Tensor | None:
+def _gated(shift: torch.Tensor | None, v5: torch.Tensor) -> torch.Tensor | None:
     """A shift scaled by per-clip gate weights (None, a zero shift, stays None)."""
     return None if shift is None else shift * v5
 
@@ -68,9 +68,9 @@ class _DirectParts(NamedTuple):
             frame_scales, shifts = layer.temporal_ops[it - 1].tables()
             for j in range(1, factor):
                 w5 = frame_scales[j].view(1, -1, 1, 1, 1)
-                gated = mul(shifts[j].view(1, -1, 1, 1, 1), a5)
+                bias_a = mul(shifts[j].view(1, -1, 1, 1, 1), a5)
                 shift_s = None if s5 is None else s5 * (1 - w5)
-                frames.append((j, w5, add(gated, shift_s), gated, shift_s))
+                frames.append((j, w5, add(bias_a, shift_s), bias_a, shift_s))
         return cls(channels(a5, slice(k)), channels(s5, slice(k)), rebuilt_scale, rebuilt_gated_shift, shift_r,
                    rebuilt_shift, frames)
 
@@ -153,7 +153,7 @@ class HardPath:
             if v5 is None:
                 scale_r, shift_r = parts.rebuilt_scale, parts.rebuilt_shift
             else:
-                scale_r, shift_r = mul(parts.rebuilt_scale, v5), add(gated(parts.rebuilt_gated_shift, v5), parts.shift_r)
+                scale_r, shift_r = mul(parts.rebuilt_scale, v5), add(_gated(parts.rebuilt_gated_shift, v5), parts.shift_r)
             emit(rebuilt, scale_r, shift_r, computed[:, k:], rows)
         if factor > 1:
             vt5 = None if unit_t else vt[:, it].view(b, 1, 1, 1, 1)
@@ -161,7 +161,7 @@ class HardPath:
                 n = len(range(j, self.out_frames, factor))
                 if n == 0:
                     continue
-                shift = shift_unit if vt5 is None else add(gated(gated_shift, vt5), shift_s)
+                shift = shift_unit if vt5 is None else add(_gated(gated_shift, vt5), shift_s)
                 emit(computed[:, :, :n], frame_scale, shift, out[:, :, j::factor], rows, src_in_batch=True)
         return out
 

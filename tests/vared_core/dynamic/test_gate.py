@@ -152,13 +152,14 @@ def test_macs_are_the_two_linear_layers(hidden: int) -> None:
     assert _gate(c=6, t=4, hidden=hidden, st=3, sc=2).macs == 6 * 4 * hidden + hidden * 5
 
 
-def test_inference_folds_bn_into_fc1_and_follows_parameter_changes() -> None:
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last_3d])
+def test_inference_folds_bn_into_fc1_and_follows_parameter_changes(memory_format: torch.memory_format) -> None:
     gate = _gate(hidden=8)
     with torch.no_grad():
         gate.bn.running_mean.normal_(0, 0.5)
         gate.bn.running_var.uniform_(0.5, 2.0)
         gate.fc2.weight.normal_(0, 1.0)
-    x = torch.randn(5, 6, 4, 7, 7)
+    x = torch.randn(5, 6, 4, 7, 7).contiguous(memory_format=memory_format)
     for step in range(2):
         with torch.enable_grad():
             reference = gate(x)  # the layers one by one, as in training code
