@@ -109,5 +109,6 @@ class SoftModulationGate(nn.Module):
                 weight = weight.unflatten(1, (self.in_channels, self.in_frames)).transpose(1, 2).flatten(1).contiguous()
             return weight, (self.fc1.bias - self.bn.running_mean) * scale + self.bn.bias
 
-        sources = (self.fc1.weight, self.fc1.bias, self.bn.weight, self.bn.bias, self.bn.running_mean, self.bn.running_var)
-        return derived(self.__dict__.setdefault("_derived", {}), ("folded", frame_major), sources, fold)
+        sources = (self.fc1.weight, self.fc1.bias, self.bn.weight, self.bn.bias)
+        return derived(self.__dict__.setdefault("_derived", {}), ("folded", frame_major), sources, fold,
+                       values=(self.bn.running_mean, self.bn.running_var))

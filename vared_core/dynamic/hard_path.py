@@ -171,15 +171,16 @@ class HardPath:
         k, factor = self.channel_counts[ic], self.temporal_factors[it]
         op = self.channel_ops[ic - 1] if k < self.out_channels else None
         t_op = self.temporal_ops[it - 1] if factor > 1 else None
-        sources = [self.post_scale, self.post_shift]
-        if op is not None and not op.bn.training:
-            sources += [op.bn.weight, op.bn.bias, op.bn.running_mean, op.bn.running_var]
-        if t_op is not None:
-            sources += [t_op.weight, t_op.bias]
         if torch.is_grad_enabled():
             return _DirectParts.make(self, ic, it)
+        sources, values = [self.post_scale, self.post_shift], []
+        if op is not None and not op.bn.training:
+            sources += [op.bn.weight, op.bn.bias]
+            values += [op.bn.running_mean, op.bn.running_var]
+        if t_op is not None:
+            sources += [t_op.weight, t_op.bias]
         key = ("direct", ic, it, op is not None and op.bn.training)
-        return derived(self._cache, key, sources, lambda: _DirectParts.make(self, ic, it))
+        return derived(self._cache, key, sources, lambda: _DirectParts.make(self, ic, it), values=values)
     def _hard_mixed(self, x: torch.Tensor, vc: torch.Tensor, vt: torch.Tensor, codes: list[int],
                     weights: list[list[float]], uniq: list[int], height: int, width: int) -> torch.Tensor:  # fmt: skip
         """Hard-mode native output of a batch whose clips use different alternatives (bit ``codes``, the

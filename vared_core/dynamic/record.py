@@ -98,8 +98,13 @@ class LayerCosts:
 
     def _record(self, vt: torch.Tensor, vc: torch.Tensor, codes: list[int], v: torch.Tensor | None,
                 hw_out: tuple[int, int]) -> None:  # fmt: skip
-        """Keep what this forward decided; `last` builds its `LayerRecord` when it is first read, so an
-        inference forward whose costs nobody asks for pays no table lookups."""
+        """Keep what this forward decided. Without autograd, `last` builds its `LayerRecord` when it is first
+        read, so an inference forward whose costs nobody asks for pays no table lookups; a forward that records
+        gradients builds it now, so its cost fraction joins the graph where it always did (the backward's order of
+        accumulation, and with it the training's float results, stay as they were)."""
+        if torch.is_grad_enabled() and (vt.requires_grad or vc.requires_grad):
+            self.last = self._build_record(vt, vc, codes, v, hw_out)
+            return
         self.__dict__["_last"] = None
         self.__dict__["_pending"] = (vt, vc, codes, v, hw_out)
 

@@ -326,3 +326,21 @@ def test_hard_inference_follows_in_place_changes_of_cheap_ops_and_affine(kind: s
         m.absorb_affine(torch.full((m.out_channels,), 1.5), torch.full((m.out_channels,), 0.1))
     with torch.no_grad(), force_policy(fused, **policy):
         assert not torch.allclose(fused(x), hard_after, atol=1e-3)
+
+
+def test_hard_inference_after_training_steps_sees_the_new_running_statistics(make_net, randomize_gates) -> None:
+    """Evaluating between training steps: the BatchNorms of the gates and of Φ^c learn their statistics in
+    place (no version bump); hard mode must not keep the ones it folded before."""
+    net = dynamize(make_net("net3d"), DynamicSpec(search_space=2), clip_shape=(3, 8, 16, 16))
+    randomize_gates(net, seed=7)
+    x = torch.randn(6, 3, 8, 16, 16)
+    for step in range(3):
+        net.train()
+        with torch.no_grad(), force_policy(net, temporal=[1, 0, 1, 1, 0, 1], channel=[1, 1, 0, 1, 0, 1]):
+            net(x * (step + 1.0) + step)  # a training forward: every BatchNorm updates its running statistics
+        net.eval()
+        with torch.no_grad():
+            hard = net(x)
+        with dynamic_mode(net, "soft"):
+            soft = net(x)
+        assert (hard - soft).abs().max() <= 1e-5 * soft.abs().max(), step
