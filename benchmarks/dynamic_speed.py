@@ -31,14 +31,15 @@ import copy
 import json
 import statistics
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from vared_core import DynamicSpec, clip_gflops, dynamic_layers, dynamize, fuse_batchnorm
+from vared_core.dynamic.policy import _pinned
 from vared_core.dynamic.writes import take
 from vared_core.runtime import retain_freed_memory
 
@@ -75,18 +76,10 @@ def mixed_choices(dyn: nn.Module, batch: int, seed: int = 0) -> Choices:
                    torch.randint(0, m.num_channel, (batch,), generator=gen)) for name, m in dynamic_layers(dyn)}
 
 
-@contextmanager
-def pinned(dyn: nn.Module, choices: Choices) -> Iterator[None]:
-    """Pin each dynamic layer to its choice (already validated, so the timed call pays nothing for it)."""
-    layers = dynamic_layers(dyn)
-    saved = [(m.forced_temporal, m.forced_channel) for _, m in layers]
-    try:
-        for name, m in layers:
-            m.forced_temporal, m.forced_channel = choices[name]
-        yield
-    finally:
-        for (_, m), (t, c) in zip(layers, saved):
-            m.forced_temporal, m.forced_channel = t, c
+def pinned(dyn: nn.Module, choices: Choices) -> AbstractContextManager:
+    """Pin each dynamic layer to its choice through `force_policy`'s own mechanism, without its per-layer checks
+    (the choices are made valid above), so the timed call pays nothing for them."""
+    return _pinned(dyn, "dynamic_speed", lambda name, m: choices[name])
 
 
 # ------------------------------------------------------------------------------------------- the bound

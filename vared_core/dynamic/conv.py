@@ -255,9 +255,9 @@ class DynamicConv(HardPath, LayerCosts, nn.Module):
         b = x5.shape[0]
         v = self.gate(x5) if self.gate is not None else None
         gated_t, gated_c = v is not None and self.num_temporal > 1, v is not None and self.num_channel > 1
-        vt = v[:, : self.gate.num_temporal] if gated_t else self._constant(("ones", b), x5, lambda: x5.new_ones(b, 1))
-        vc = v[:, v.shape[1] - self.gate.num_channel:] if gated_c else \
-            self._constant(("ones", b), x5, lambda: x5.new_ones(b, 1))  # fmt: skip
+        ones = None if gated_t and gated_c else self._constant(("ones", b), x5, lambda: x5.new_ones(b, 1))
+        vt = v[:, : self.gate.num_temporal] if gated_t else ones
+        vc = v[:, v.shape[1] - self.gate.num_channel:] if gated_c else ones
         if self.forced_temporal is not None:
             vt, gated_t = self._one_hot(self.forced_temporal, b, self.num_temporal, x5), False
         if self.forced_channel is not None:
@@ -286,12 +286,9 @@ class DynamicConv(HardPath, LayerCosts, nn.Module):
         return torch.where(dead, cheapest, v)
 
     def _constant(self, key: tuple, like: torch.Tensor, make) -> torch.Tensor:
-        """A small constant tensor made once per key, device and dtype (pinned one-hots, ones)."""
-        key = (*key, like.device, like.dtype)
-        value = self._cache.get(key)
-        if value is None:
-            value = self._cache[key] = make()
-        return value
+        """A small constant tensor made once per key, device and dtype (pinned one-hots, ones): a `derived`
+        value with nothing it could go stale on."""
+        return derived(self._cache, (*key, like.device, like.dtype), (), make)
 
     def _one_hot(self, choice: torch.Tensor | int, b: int, n: int, like: torch.Tensor) -> torch.Tensor:
         if isinstance(choice, int) or (isinstance(choice, torch.Tensor) and choice.dim() == 0):

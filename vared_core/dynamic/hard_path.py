@@ -181,6 +181,7 @@ class HardPath:
             sources += [t_op.weight, t_op.bias]
         key = ("direct", ic, it, op is not None and op.bn.training)
         return derived(self._cache, key, sources, lambda: _DirectParts.make(self, ic, it), values=values)
+
     def _hard_mixed(self, x: torch.Tensor, vc: torch.Tensor, vt: torch.Tensor, codes: list[int],
                     weights: list[list[float]], uniq: list[int], height: int, width: int) -> torch.Tensor:  # fmt: skip
         """Hard-mode native output of a batch whose clips use different alternatives (bit ``codes``, the

@@ -125,14 +125,15 @@ class LayerCosts:
     def _build_record(self, vt: torch.Tensor, vc: torch.Tensor, codes: list[int], v: torch.Tensor | None,
                       hw_out: tuple[int, int]) -> LayerRecord:  # fmt: skip
         macs, choice_c, choice_t, hard, ch_frac, t_frac = self._code_tables(hw_out, vc.device, vc.dtype)
-        codes_t = torch.tensor(codes, device=vc.device)
+        codes_cpu = torch.tensor(codes)  # the MACs table is on the CPU; the others on the gate's device
+        codes_t = codes_cpu.to(vc.device)
         # differentiable stand-in: expected fraction under the normalised gate weights (method doc §5)
         soft_c = (vc * ch_frac).sum(1) / vc.sum(1).clamp(min=1e-12)
         soft_t = (vt * t_frac).sum(1) / vt.sum(1).clamp(min=1e-12)
         soft = soft_c * soft_t
         hw = hw_out[0] * hw_out[1]
         return LayerRecord(
-            clip_macs=macs[codes_t.cpu()],
+            clip_macs=macs[codes_cpu],
             full_macs=float(self._conv_macs(self.out_channels, self.out_frames, hw)),
             cost_fraction=soft + (hard[codes_t] - soft).detach(),
             channel_choice=choice_c[codes_t],
