@@ -304,8 +304,9 @@ def _tracking_server(folder: Path, port: int) -> subprocess.Popen:
 def test_a_tracking_server_away_within_the_bound_loses_nothing_and_longer_fails_then_resumes(tmp_path: Path,
                                                                                             write_study) -> None:  # fmt: skip
     """The study's real ``mlflow server`` (SQLite behind it) is killed -9 during each of two trials. Answering
-    again on the same port some 20 s later, within ``tracking.outage_s`` = 30: the trial's MLflow calls wait
-    it out (MLflow's HTTP retries) and nothing is lost. Away longer: the trial fails naming the server (a
+    again on the same port 8 s later plus its restart (restarts took 1-16 s on loaded CI cores), within
+    ``tracking.outage_s`` = 30: the trial's MLflow calls wait it out (MLflow's HTTP retries, several of which
+    fall inside 8 s) and nothing is lost. Away longer: the trial fails naming the server (a
     FAILED run once it is back); ``--resume`` completes the study, every trial one run with every epoch once."""
     port, epochs = _free_port(), 6
     uri = f"http://127.0.0.1:{port}"
@@ -314,9 +315,7 @@ def test_a_tracking_server_away_within_the_bound_loses_nothing_and_longer_fails_
                        trial={"epochs": epochs, "lambda_e": 0.8, "dynamic": {"search_space": 2}, "threads": 1})  # fmt: skip
     cmd = [sys.executable, "-m", "orchestrator.cli", "run", str(path)]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_AUTH", "MLFLOW_"))}
-    t0 = time.perf_counter()
     server = _tracking_server(tmp_path, port)
-    start_s = time.perf_counter() - t0  # how long the server takes to answer: the restart takes about as long
     console = tmp_path / "console.txt"
     driver = subprocess.Popen(cmd, env=env, stdout=console.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     client = MlflowClient(uri)
@@ -338,10 +337,10 @@ def test_a_tracking_server_away_within_the_bound_loses_nothing_and_longer_fails_
 
     try:
         killed = kill_server_during_trial(0)
-        time.sleep(max(0.0, 20 - start_s))
+        time.sleep(8.0)  # a fixed floor: how long the restart itself takes varies too much to aim at a total
         server = _tracking_server(tmp_path, port)
         away_s = time.perf_counter() - killed
-        assert 15 < away_s < 30 and driver.poll() is None, away_s  # the trial waited in its MLflow call
+        assert 8 < away_s < 30 and driver.poll() is None, away_s  # the trial waited in its MLflow call
         kill_server_during_trial(1)
         deadline = time.time() + 120  # the trial gives up after tracking.outage_s; Tune says it failed
         while " FAILED" not in console.read_text() and time.time() < deadline:
