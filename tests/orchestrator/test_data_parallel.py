@@ -1,12 +1,13 @@
 """Trials and base models on two Ray Train workers (gloo, real local Ray): one MLflow run per trial, metrics
 over the whole validation set, a base model that matches one process on the same global batch, a worker
-killed mid-trial retried by Tune from the trial's checkpoint; and a study that asks for more than the
-cluster has refused before anything runs."""
+killed mid-trial retried by Tune from the trial's checkpoint, a killed driver's 2-worker trial continued by
+``--resume``; and a study that asks for more than the cluster has refused before anything runs."""
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -81,6 +82,52 @@ def test_a_two_worker_study_survives_a_killed_worker_with_one_run_scored_on_the_
     for key, value in load_checkpoint(one.checkpoint)["model"].items():
         if value.is_floating_point():
             assert (value - two[key]).norm() <= 1e-4 * value.norm().clamp(min=1e-3), key
+
+
+@pytest.mark.slow
+def test_a_killed_driver_resumes_its_two_worker_trial_from_the_trial_checkpoint(tmp_path: Path, write_study) -> None:
+    """kill -9 the driver's whole session (driver, local Ray, the trial's Ray Train workers) once the 2-worker
+    trial has checkpointed an epoch: ``orchestrator run --resume`` continues it on two workers from its newest
+    checkpoint, into its one MLflow run, every epoch logged once."""
+    epochs = 4
+    path = write_study(
+        tmp_path, "dp_resume", grid={"dims": ["both"]}, max_concurrent=1,
+        base={"model": "x3d_m_tiny", "dropout": 0.0, "epochs": 1, "threads": 1, "optim": {"lr": 0.05}},
+        trial={"epochs": epochs, "lambda_e": 0.8, "dynamic": {"search_space": 2}, "threads": 1},
+        resources={"workers": 2, "cpu_per_worker": 1, "gpu_per_worker": 0, "base": {"workers": 1}},
+    )  # fmt: skip
+    study = load_study(path)
+    storage = Path(study.storage)
+    cmd = [sys.executable, "-m", "orchestrator.cli", "run", str(path)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    console = tmp_path / "console.txt"
+    driver = subprocess.Popen(cmd, start_new_session=True, env=env, stdout=console.open("w"), stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 400
+        while not list(storage.glob("trials/*/checkpoints/epoch_0001")):
+            assert driver.poll() is None, console.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the trial did not checkpoint an epoch in time"
+            time.sleep(0.2)
+        assert len(_train_workers()) == 2, "the trial is not training on two Ray Train workers"
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    for pid in _train_workers():  # whatever outlived the session must not train on beside the resumed study
+        os.kill(pid, signal.SIGKILL)
+    checkpointed = len(list(storage.glob("trials/*/checkpoints/epoch_*")))
+    assert checkpointed < epochs
+
+    done = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(study.tracking_uri())
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    (run,) = client.search_runs(experiments, filter_string="tags.role = 'trial'")
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+    assert sorted(steps) == list(range(1, epochs + 1)) and run.info.status == "FINISHED", steps
+    assert 1 <= int(run.data.tags["resumed_from_epoch"]) <= checkpointed  # continued, not started over
+    assert run.data.tags["attempts"] == "2" and run.data.params["resolved.workers"] == "2"
+    trial_dir = storage / "trials" / run.data.tags["trial_id"]
+    assert load_checkpoint(trial_dir / "checkpoints" / f"epoch_{epochs:04d}")["recipe"]["workers"] == 2
 
 
 def test_a_study_asking_for_more_than_the_cluster_is_refused_with_the_numbers(tmp_path: Path, write_study) -> None:
