@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .derived import derived
+from .derived import batchnorm_sources, derived
 
 __all__ = ["SoftModulationGate"]
 
@@ -109,6 +109,5 @@ class SoftModulationGate(nn.Module):
                 weight = weight.unflatten(1, (self.in_channels, self.in_frames)).transpose(1, 2).flatten(1).contiguous()
             return weight, (self.fc1.bias - self.bn.running_mean) * scale + self.bn.bias
 
-        sources = (self.fc1.weight, self.fc1.bias, self.bn.weight, self.bn.bias)
-        return derived(self.__dict__.setdefault("_derived", {}), ("folded", frame_major), sources, fold,
-                       values=(self.bn.running_mean, self.bn.running_var))
+        sources = (self.fc1.weight, self.fc1.bias, *batchnorm_sources(self.bn))
+        return derived(self.__dict__.setdefault("_derived", {}), ("folded", frame_major), sources, fold)

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import torch
 
-from .derived import derived
+from .derived import batchnorm_sources, derived
 from .writes import add, channels, emit, fold, memory_format_of, mul, take, unfold
 
 __all__ = ["HardPath"]
@@ -173,14 +173,13 @@ class HardPath:
         t_op = self.temporal_ops[it - 1] if factor > 1 else None
         if torch.is_grad_enabled():
             return _DirectParts.make(self, ic, it)
-        sources, values = [self.post_scale, self.post_shift], []
+        sources = [self.post_scale, self.post_shift]
         if op is not None and not op.bn.training:
-            sources += [op.bn.weight, op.bn.bias]
-            values += [op.bn.running_mean, op.bn.running_var]
+            sources += batchnorm_sources(op.bn)
         if t_op is not None:
             sources += [t_op.weight, t_op.bias]
         key = ("direct", ic, it, op is not None and op.bn.training)
-        return derived(self._cache, key, sources, lambda: _DirectParts.make(self, ic, it), values=values)
+        return derived(self._cache, key, sources, lambda: _DirectParts.make(self, ic, it))
 
     def _hard_mixed(self, x: torch.Tensor, vc: torch.Tensor, vt: torch.Tensor, codes: list[int],
                     weights: list[list[float]], uniq: list[int], height: int, width: int) -> torch.Tensor:  # fmt: skip

@@ -1,10 +1,12 @@
 """derived: a value made from tensors is kept until one of them changes (in place, or its storage replaced)."""
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
-from vared_core.dynamic.derived import derived
+from vared_core.dynamic.derived import batchnorm_sources, derived
+from vared_core.engine.sync_batchnorm import SyncBatchNorm1d
 
 
 def test_a_derived_value_is_kept_until_a_source_changes() -> None:
@@ -24,13 +26,22 @@ def test_a_derived_value_is_kept_until_a_source_changes() -> None:
     assert len(made) == 3
 
 
-def test_running_statistics_are_watched_by_value() -> None:
-    """A training forward updates a BatchNorm's running statistics in place without moving their version counter."""
-    bn, cache = nn.BatchNorm1d(4), {}
-    make = lambda: bn.running_mean.clone()  # noqa: E731
-    first = derived(cache, "mean", [bn.weight], make, values=[bn.running_mean, bn.running_var])
-    version = bn.running_mean._version
+@pytest.mark.parametrize("batchnorm", [nn.BatchNorm1d, SyncBatchNorm1d])
+def test_a_batchnorm_training_forward_renews_what_its_running_statistics_made(batchnorm) -> None:
+    """A training forward rewrites the running statistics without moving their version counters; the watched
+    ``num_batches_tracked`` is what tells the change (the engine's SyncBatchNorm outside a process group too)."""
+    bn, cache, made = batchnorm(4), {}, []
+
+    def make() -> torch.Tensor:
+        made.append(1)
+        return bn.running_mean.clone()
+
+    first = derived(cache, "mean", batchnorm_sources(bn), make)
+    assert derived(cache, "mean", batchnorm_sources(bn), make) is first and len(made) == 1
+    bn.eval()(torch.randn(8, 4))  # an eval forward changes nothing: the entry stays
+    assert derived(cache, "mean", batchnorm_sources(bn), make) is first and len(made) == 1
     bn.train()(torch.randn(8, 4) + 3.0)
-    assert bn.running_mean._version == version  # why a version stamp alone would miss it
-    renewed = derived(cache, "mean", [bn.weight], make, values=[bn.running_mean, bn.running_var])
-    assert not torch.equal(renewed, first) and torch.equal(renewed, bn.running_mean)
+    renewed = derived(cache, "mean", batchnorm_sources(bn), make)
+    assert not torch.equal(renewed, first) and torch.equal(renewed, bn.running_mean) and len(made) == 2
+    bn.load_state_dict({**bn.state_dict(), "running_var": torch.full((4,), 2.0)})
+    assert len(made) == 2 and derived(cache, "mean", batchnorm_sources(bn), make) is not renewed and len(made) == 3
