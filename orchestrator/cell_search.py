@@ -213,6 +213,12 @@ def errored_trials(experiment_dir: Path) -> dict[str, tuple[dict[str, Any], str]
     return found
 
 
+def terminated_trials(experiment_dir: Path) -> set[str]:
+    """Ids of the trials the newest Tune experiment state under ``experiment_dir`` lists as terminated: run
+    to their end, or stopped by the scheduler (empty if there is no state)."""
+    return {t.trial_id for t in _saved_states(experiment_dir) or [] if t.status == "TERMINATED"}
+
+
 def saved_trials(experiment_dir: Path) -> dict[str, dict[str, Any]] | None:
     """Trial id → config of the trials in the newest Tune experiment state under ``experiment_dir``, or None
     if there is none."""

@@ -38,8 +38,8 @@ from .pareto import Front, format_front
 from .preflight import check_checkpoints, check_storage
 from .schema import Study, Workers
 from .study_lock import StudyLock
-from .tracking import (StudyTracker, close_orphans, describe_study, http_retry_env, load_study_state, log_front,
-                       record_errors, save_study_state, study_trials, tracking_unreachable)  # fmt: skip
+from .tracking import (StudyTracker, close_orphans, close_stopped, describe_study, http_retry_env, load_study_state,
+                       log_front, record_errors, save_study_state, study_trials, tracking_unreachable)  # fmt: skip
 
 __all__ = ["StudyResult", "check_cluster", "cluster_shape", "plan", "run_study"]
 
@@ -105,14 +105,25 @@ def _run_study(study: Study, *, address: str | None, resume: bool, verbose: int)
         lock.release(keep_record=not finished)
 
 
+def _reuse_actors(study: Study) -> bool:
+    """Whether Tune reuses a finished trial's actor for the next trial: for one-worker trials only. Tune keeps
+    the actor of a trial the scheduler stopped and tells the trial only when the next trial takes the actor
+    over; a one-worker trial waits meanwhile in its next report, but a data-parallel trial's Ray Train workers
+    would train on, and their reports, which the stopped trial no longer passes on, would block it. Not
+    reused, the stopped trial is told at once, and its actor waits for it to stop its workers
+    (`trainable.WaitsForItsTrial`)."""
+    return study.resources.workers == 1
+
+
 def _run_locked(study: Study, storage: Path, *, address: str | None, resume: bool, verbose: int) -> StudyResult:
     import ray
     from ray import tune
 
-    from .cell_search import CellSearch, GridCell, errored_trials, saved_trials
+    from .cell_search import CellSearch, GridCell, errored_trials, saved_trials, terminated_trials
     from .progress import ProgressCallback
+    from .stopped_runs import CloseStoppedRuns
     from .space import scheduler, searcher
-    from .trainable import run_trial, train_base, warm_up
+    from .trainable import WaitsForItsTrial, run_trial, train_base, warm_up
 
     state = load_study_state(storage) if resume else {}
     ray_address = address or os.environ.get("RAY_ADDRESS") or study.ray.address
@@ -154,16 +165,18 @@ def _run_locked(study: Study, storage: Path, *, address: str | None, resume: boo
         run_cfg = dict(storage_path=str(storage / "ray"), verbose=0, callbacks=callbacks,
                        failure_config=tune.FailureConfig(max_failures=study.max_failures),
                        checkpoint_config=tune.CheckpointConfig(num_to_keep=1))  # fmt: skip
-        trainable = tune.with_resources(tune.with_parameters(run_trial, study=study, bases=bases, tracker=tracker),
-                                        resources)  # fmt: skip
+        trial_fn = tune.with_parameters(run_trial, study=study, bases=bases, tracker=tracker)
+        trial_fn.__mixins__ = (WaitsForItsTrial,)  # type: ignore[attr-defined]
+        trainable = tune.with_resources(trial_fn, resources)
         if study.search.sample:  # every cell's own seeded Optuna search, all in one experiment
             searchers, per_cell = [searcher(study, i) for i in range(len(cells))], study.search.num_samples
         else:  # a pure grid: every cell one trial
             searchers, per_cell = [GridCell() for _ in cells], 1
         cell_search = CellSearch(searchers, cells, per_cell, max_concurrent=study.max_concurrent)
-        run_cfg["callbacks"] = [*callbacks, cell_search.callback()]
+        run_cfg["callbacks"] = [*callbacks, cell_search.callback(), CloseStoppedRuns(tracker)]
         # num_samples=-1: the cells' quotas say when the study is done (Tune's own count can go stale on resume)
-        tune_config = tune.TuneConfig(num_samples=-1, search_alg=cell_search.search_alg(), reuse_actors=True,
+        tune_config = tune.TuneConfig(num_samples=-1, search_alg=cell_search.search_alg(),
+                                      reuse_actors=_reuse_actors(study),
                                       scheduler=scheduler(study))  # max_concurrent: in search_alg
         path = storage / "ray" / _EXPERIMENT
         if resume and tune.Tuner.can_restore(str(path)):
@@ -177,6 +190,7 @@ def _run_locked(study: Study, storage: Path, *, address: str | None, resume: boo
         with scoped_environment(_TUNE_ENV):
             tuner.fit()
         close_orphans(tracker, set(saved_trials(path) or {}))
+        close_stopped(tracker, terminated_trials(path))
         record_errors(tracker, study.name, errored_trials(path))
         ray.get(list(bases.values()))  # a base that failed fails the study (its trials failed waiting for it)
 

@@ -401,6 +401,22 @@ def close_orphans(tracker: StudyTracker, listed_trials: set[str]) -> list[str]:
     return orphans
 
 
+def close_stopped(tracker: StudyTracker, terminated: set[str]) -> list[str]:
+    """End KILLED, tagged ``stopped_early``, the RUNNING runs of trials Tune lists as terminated (``terminated``),
+    and return their run ids.
+
+    A trial that runs to its end ends its run before Tune learns it is done; one still RUNNING when Tune has
+    terminated it was stopped by the scheduler (ASHA) before its own code could end the run: a data-parallel
+    trial's actor is ended right after the stop (see `stopped_runs`).
+    """
+    left = [r.info.run_id for r in tracker.child_runs()
+            if r.info.status == "RUNNING" and r.data.tags.get("trial_id") in terminated]  # fmt: skip
+    for run_id in left:
+        tracker.client.set_tag(run_id, STOPPED_TAG, "true")
+        tracker.client.set_terminated(run_id, status="KILLED")
+    return left
+
+
 def trial_tags(study: str, cell: Mapping[str, Any], sampled: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     """A trial's axes (its grid cell, then its sampled values) and the tags that identify its run: the study,
     the cell as stable text (``cell``) and every axis (``axis.<name>``)."""

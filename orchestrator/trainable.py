@@ -149,8 +149,30 @@ def policy_plots(evaluation: Any, folder: Path) -> Path:
 
 
 #: how long Tune, reusing this trial's actor for the next trial, waits for this trial's thread to exit (its
-#: default, 2 s, is exceeded on a loaded machine; the next trial then errors before it starts)
+#: default, 2 s, is exceeded on a loaded machine; the next trial then errors before it starts); also how long
+#: a stopped trial's actor waits for it before it ends (`WaitsForItsTrial`)
 REUSE_WAIT_S = "120"
+
+
+class WaitsForItsTrial:
+    """A mixin for the class Tune makes of `run_trial` (pass it as the function's ``__mixins__``, which Tune's
+    ``wrap_function`` puts before ``FunctionTrainable``): when Tune ends the trial's actor, it first waits for
+    the trial's thread, as Tune does before reusing an actor (``REUSE_WAIT_S``).
+
+    Tune's own end of a function trial sets the stop event and ends the actor at once. A data-parallel
+    trial's thread then still has to stop its Ray Train run (`data_parallel`); ended under it, the Train
+    controller dies without releasing its workers' placement group, whose CPUs or GPUs the next trials then
+    wait for. Threads that have already ended (a finished trial) or that leave at their next report (a
+    one-worker trial) cost nothing here.
+    """
+
+    def cleanup(self) -> None:
+        from ray.train._internal.session import get_session  # the session Tune's FunctionTrainable uses
+
+        try:
+            get_session().finish(timeout=int(REUSE_WAIT_S))
+        finally:
+            super().cleanup()  # type: ignore[misc]
 
 
 def run_trial(params: dict[str, Any], *, study: Study, bases: dict[str, Any], tracker: StudyTracker) -> None:

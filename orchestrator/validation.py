@@ -34,7 +34,7 @@ from vared_core.engine.dotted import set_dotted
 from vared_core.engine.evaluate import METRICS
 from vared_core.models import list_models
 
-from .schema import BASE_KEYS, DIMS, Distribution, Recipe, Resources, Scheduler, Search, Study, folder_of, is_base_key, resolve_data
+from .schema import BASE_KEYS, DIMS, Distribution, Recipe, Scheduler, Search, Study, folder_of, is_base_key, resolve_data
 from .yaml_lines import compose, duplicate_keys, format_path, line_of
 
 __all__ = ["StudyError", "load_study", "parse_overrides", "validate_study"]
@@ -328,13 +328,6 @@ def _objective_checks(raw: dict[str, Any]) -> list[Problem]:
         problems.append((("scheduler", "asha"), "ASHA needs a single objective: with two, Optuna records the "
                          "trials ASHA stopped as complete and they pollute the front; drop the scheduler or an "
                          "objective"))  # fmt: skip
-    resources = _section(raw, "resources")
-    if isinstance(scheduler, Scheduler) and scheduler.asha is not None and isinstance(resources, Resources) \
-            and resources.workers > 1:
-        problems.append((("scheduler", "asha"), f"ASHA cannot stop a data-parallel trial (resources.workers = "
-                         f"{resources.workers}): Tune's stop does not reach the Ray Train run inside the trial, which "
-                         "trains on and holds the trial's actor, so the trial fails and the next one cannot start "
-                         "(docs/distributed.md); drop the scheduler or train each trial on one worker"))  # fmt: skip
     if objectives is not _INVALID and isinstance(reference, dict):
         missing = [m for m in objectives if m not in reference]
         if missing:

@@ -8,6 +8,7 @@ import copy
 
 import pytest
 import yaml
+from mlflow.tracking import MlflowClient
 
 
 def tiny_study(tmp_path: Path, name: str, *, grid: dict[str, list] | None = None,
@@ -87,3 +88,9 @@ def make_study():
 @pytest.fixture(scope="session")
 def write_file():
     return write_yaml
+
+
+def runs_with_role(client: MlflowClient, role: str) -> list:
+    """Every run tagged ``role`` (``trial``, ``base``, ``study``, …) in any experiment of ``client``'s store."""
+    ids = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(ids, filter_string=f"tags.role = '{role}'")

@@ -18,6 +18,8 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.validation import load_study
 
+from .conftest import runs_with_role
+
 pytestmark = pytest.mark.slow
 
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -104,10 +106,9 @@ def test_a_study_runs_on_both_nodes_of_a_cluster(tmp_path: Path, write_study, tw
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     study = load_study(path)
     client = MlflowClient(study.tracking_uri())
-    exp = client.get_experiment_by_name("cluster")
-    trials = client.search_runs([exp.experiment_id], "tags.role = 'trial'")
+    trials = runs_with_role(client, "trial")
     assert len(trials) == 4 and all(t.info.status == "FINISHED" for t in trials)
-    (base,) = client.search_runs([exp.experiment_id], "tags.role = 'base'")
+    (base,) = runs_with_role(client, "base")
     placed = {t.data.tags["ray.node_id"] for t in [base, *trials]}
     # one CPU per node: the first trial actor starts on the node the base task leaves free; once the base is
     # done, the second lands on the other node (unless the first actor has run every short trial by then)

@@ -1,7 +1,8 @@
 """Trials and base models on two Ray Train workers (gloo, real local Ray): one MLflow run per trial, metrics
 over the whole validation set, a base model that matches one process on the same global batch, a worker
 killed mid-trial retried by Tune from the trial's checkpoint, a killed driver's 2-worker trial continued by
-``--resume``; and a study that asks for more than the cluster has refused before anything runs."""
+``--resume``, ASHA stopping 2-worker trials; and a study that asks for more than the cluster has refused
+before anything runs."""
 from __future__ import annotations
 
 import os
@@ -20,6 +21,8 @@ from orchestrator.validation import load_study
 from vared_core.engine import evaluate, fit, load_checkpoint, load_model
 from vared_core.engine.data import build_datasets
 from vared_core.models import get_model_cfg
+
+from .conftest import runs_with_role
 
 
 def _two_worker_study(tmp_path: Path, write_study) -> Path:
@@ -120,14 +123,45 @@ def test_a_killed_driver_resumes_its_two_worker_trial_from_the_trial_checkpoint(
     done = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     client = MlflowClient(study.tracking_uri())
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    (run,) = client.search_runs(experiments, filter_string="tags.role = 'trial'")
+    (run,) = runs_with_role(client, "trial")
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
     assert sorted(steps) == list(range(1, epochs + 1)) and run.info.status == "FINISHED", steps
     assert 1 <= int(run.data.tags["resumed_from_epoch"]) <= checkpointed  # continued, not started over
     assert run.data.tags["attempts"] == "2" and run.data.params["resolved.workers"] == "2"
     trial_dir = storage / "trials" / run.data.tags["trial_id"]
     assert load_checkpoint(trial_dir / "checkpoints" / f"epoch_{epochs:04d}")["recipe"]["workers"] == 2
+
+
+@pytest.mark.slow
+def test_asha_stops_two_worker_trials_which_end_killed_and_let_the_next_trial_start(tmp_path: Path, write_study,
+                                                                                    local_ray) -> None:  # fmt: skip
+    """ASHA (grace 1, ×2) over 2-worker trials one at a time in order of growing λ_e, objective the training
+    loss: the first runs its 3 epochs, the others lose at their first rung. Tune's stop must reach the Ray Train
+    workers: a stopped trial ends KILLED and tagged, with the epochs it ran, not failed, and the trial after it
+    starts on the reused Tune actor (before, the stopped trial's workers trained on, it was recorded failed and
+    the next trial could not start)."""
+    path = write_study(
+        tmp_path, "dp_asha", grid={"lambda_e": [0.0, 8.0, 32.0]}, max_concurrent=1,
+        objectives={"loss": "min"}, reference={"loss": 100.0},
+        scheduler={"asha": {"grace_period": 1, "reduction_factor": 2}},
+        base={"model": "x3d_m_tiny", "dropout": 0.0, "epochs": 1, "threads": 1, "optim": {"lr": 0.05}},
+        trial={"epochs": 3, "dynamic": {"search_space": 2}, "threads": 1},
+        resources={"workers": 2, "cpu_per_worker": 1, "gpu_per_worker": 0, "base": {"workers": 1}},
+    )  # fmt: skip
+    result = run_study(load_study(path), verbose=0)
+    client = MlflowClient(result.study.tracking_uri())
+    runs = {float(r.data.params["axis.lambda_e"]): r for r in result.tracker.child_runs()}
+    assert sorted(runs) == [0.0, 8.0, 32.0]  # every trial once
+    epochs = {lam: [m.step for m in client.get_metric_history(r.info.run_id, "loss")] for lam, r in runs.items()}
+    status = {lam: (r.info.status, epochs[lam]) for lam, r in runs.items()}
+    assert not result.failed, status
+    assert runs[0.0].info.status == "FINISHED" and epochs[0.0] == [1, 2, 3], status
+    stopped = [lam for lam in (8.0, 32.0) if runs[lam].info.status == "KILLED"]
+    assert stopped and all(runs[lam].info.status in ("KILLED", "FINISHED") for lam in (8.0, 32.0)), status
+    for lam in stopped:
+        assert epochs[lam] and epochs[lam][-1] < 3 and runs[lam].data.tags["stopped_early"] == "true", status
+        assert runs[lam].data.params["resolved.workers"] == "2"
+    assert {t["trial_id"] for t in result.stopped} == {runs[lam].data.tags["trial_id"] for lam in stopped}
 
 
 def test_a_study_asking_for_more_than_the_cluster_is_refused_with_the_numbers(tmp_path: Path, write_study) -> None:

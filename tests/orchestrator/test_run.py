@@ -22,6 +22,8 @@ from orchestrator.tracking import axes_name, close_orphans, study_trials
 from orchestrator.validation import load_study
 from vared_core.engine import data_lists
 
+from .conftest import runs_with_role
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,11 +34,6 @@ BANNERS = ("Token authentication", "A new study created", "Configuration for exp
 
 def _children(result) -> list:
     return result.tracker.child_runs()
-
-
-def _runs(client: MlflowClient, role: str) -> list:
-    ids = [e.experiment_id for e in client.search_experiments()]
-    return client.search_runs(ids, filter_string=f"tags.role = '{role}'")
 
 
 def test_study_runs_and_logs_trials_front_and_artifacts(tmp_path: Path, write_study, local_ray) -> None:
@@ -197,8 +194,8 @@ def test_unreadable_videos_are_counted_and_reported_on_the_trial_runs(tmp_path: 
                      "root": str(train_list.parent)}  # fmt: skip
     path.write_text(yaml.safe_dump(study, sort_keys=False))
     result = run_study(load_study(path), verbose=0)
-    (trial,) = _runs(MlflowClient(result.study.tracking_uri()), "trial")
-    (base,) = _runs(MlflowClient(result.study.tracking_uri()), "base")
+    (trial,) = runs_with_role(MlflowClient(result.study.tracking_uri()), "trial")
+    (base,) = runs_with_role(MlflowClient(result.study.tracking_uri()), "base")
     for run in (trial, base):  # as metrics every epoch and as a tag
         assert (run.data.metrics["skipped_videos_train"], run.data.metrics["skipped_videos_val"]) == (1.0, 2.0)
         assert run.data.tags["skipped_videos"].startswith("1 train, 2 val")
@@ -251,7 +248,7 @@ def test_a_killed_trial_worker_is_retried_from_its_checkpoint_into_the_same_run(
             if not (Path(study.storage) / "study_state.json").exists():
                 continue
             client = MlflowClient(study.tracking_uri())
-            runs = [r for r in _runs(client, "trial") if r.info.status == "RUNNING"]
+            runs = [r for r in runs_with_role(client, "trial") if r.info.status == "RUNNING"]
             if not runs or not 2 <= len(client.get_metric_history(runs[0].info.run_id, "loss")) < epochs - 2:
                 continue
             workers = [p for p in psutil.Process(driver.pid).children(recursive=True)
@@ -264,12 +261,12 @@ def test_a_killed_trial_worker_is_retried_from_its_checkpoint_into_the_same_run(
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
-    (run,) = _runs(client, "trial")
+    (run,) = runs_with_role(client, "trial")
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
     assert sorted(steps) == list(range(1, epochs + 1)), steps  # every epoch once
     assert run.info.status == "FINISHED" and run.data.tags["attempts"] == "2"
     assert 1 <= int(run.data.tags["resumed_from_epoch"]) <= killed
-    assert "video_top1" in run.data.metrics and len(_runs(client, "study")) == 1
+    assert "video_top1" in run.data.metrics and len(runs_with_role(client, "study")) == 1
 
 
 def _free_port() -> int:
@@ -326,7 +323,7 @@ def test_a_tracking_server_away_within_the_bound_loses_nothing_and_longer_fails_
         while time.time() < deadline:
             time.sleep(0.25)
             assert driver.poll() is None, console.read_text()[-3000:]
-            runs = _runs(client, "trial")
+            runs = runs_with_role(client, "trial")
             running = [r for r in runs if r.info.status == "RUNNING"]
             if sum(r.info.status == "FINISHED" for r in runs) == finished and running and \
                     1 <= len(client.get_metric_history(running[0].info.run_id, "loss")) <= epochs - 3:
@@ -349,17 +346,17 @@ def test_a_tracking_server_away_within_the_bound_loses_nothing_and_longer_fails_
         assert driver.wait(timeout=300) == 0, console.read_text()[-3000:]
         said = console.read_text()
         assert "1 trial(s) failed:" in said and f"the tracking server {uri} did not answer" in said, said[-3000:]
-        (failed,) = [r for r in _runs(client, "trial") if r.info.status == "FAILED"]
+        (failed,) = [r for r in runs_with_role(client, "trial") if r.info.status == "FAILED"]
         assert f"the tracking server {uri} did not answer within tracking.outage_s = 30 s" in failed.data.tags["error"]
         done = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=400)
         assert done.returncode == 0, done.stderr[-3000:]
-        runs = _runs(client, "trial")
+        runs = runs_with_role(client, "trial")
         assert sorted(r.data.params["axis.dims"] for r in runs) == ["both", "temporal"]  # one run per trial
         for run in runs:
             steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
             assert sorted(steps) == list(range(1, epochs + 1)) and run.info.status == "FINISHED", steps
         assert sorted(r.data.tags["attempts"] for r in runs) == ["1", "2"]  # the failed one went on after --resume
-        (parent,) = _runs(client, "study")
+        (parent,) = runs_with_role(client, "study")
         assert parent.info.status == "FINISHED" and parent.data.metrics["num_trials"] == 2
     finally:
         for process in (driver, server):
@@ -392,7 +389,7 @@ def test_a_trial_tune_errors_before_it_starts_fails_in_mlflow_and_the_study_goes
     done = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(path)], env=env, capture_output=True,
                           text=True, timeout=400)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    runs = _runs(MlflowClient(study.tracking_uri()), "trial")
+    runs = runs_with_role(MlflowClient(study.tracking_uri()), "trial")
     assert sorted(r.data.params["axis.dims"] for r in runs) == ["both", "channel", "temporal"]  # one run per trial
     failed = [r for r in runs if r.info.status == "FAILED"]
     assert failed and all("reset_config" in r.data.tags["error"] for r in failed), [r.data.tags for r in runs]
@@ -445,7 +442,7 @@ def test_killed_driver_resumes_with_every_trial_once(search: str, tmp_path: Path
                 t0 = time.perf_counter()
             if second.poll() is not None and second_s is None:
                 second_s = time.perf_counter() - t0
-            runs = _runs(client, "trial")
+            runs = runs_with_role(client, "trial")
             if sum(r.info.status == "FINISHED" for r in runs) >= 1 and _resumable(experiment) and second_s:
                 break
         else:
@@ -457,7 +454,7 @@ def test_killed_driver_resumes_with_every_trial_once(search: str, tmp_path: Path
             second.kill()
     second_err = second.communicate(timeout=60)[1]
     assert second.returncode == 2 and f"already running (driver pid {driver.pid} on" in second_err, second_err
-    assert second_s < 30 and len(_runs(client, "study")) == 1
+    assert second_s < 30 and len(runs_with_role(client, "study")) == 1
     # the dead driver's lock: a plain run is refused and pointed at --resume
     plain = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert plain.returncode == 2 and "stopped without finishing; continue it with --resume" in plain.stderr
@@ -465,13 +462,14 @@ def test_killed_driver_resumes_with_every_trial_once(search: str, tmp_path: Path
     (trial_id, folder), *_ = resume_checkpoints(experiment).items()
     file = folder / "checkpoint.pt"
     whole = file.read_bytes()
-    recorded = [(r.info.run_id, r.info.status, r.data.metrics) for r in _runs(client, "trial") + _runs(client, "study")]
+    recorded = [(r.info.run_id, r.info.status, r.data.metrics)
+                for r in runs_with_role(client, "trial") + runs_with_role(client, "study")]
     file.write_bytes(whole[: len(whole) // 3])
     refused = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and f"{file}: cannot be read as a checkpoint" in refused.stderr, refused.stderr
     assert trial_id in refused.stderr
     assert [(r.info.run_id, r.info.status, r.data.metrics)
-            for r in _runs(client, "trial") + _runs(client, "study")] == recorded  # fmt: skip
+            for r in runs_with_role(client, "trial") + runs_with_role(client, "study")] == recorded  # fmt: skip
     file.write_bytes(whole)
     done = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -482,16 +480,16 @@ def test_killed_driver_resumes_with_every_trial_once(search: str, tmp_path: Path
         assert not [line for line in shown.splitlines() if any(b in line for b in BANNERS)], shown[-3000:]
     assert "trial" in done.stdout and "MLflow: " in done.stdout
     # a trial lost with Tune's state (see CellSearch) runs again; its first run is kept, tagged orphaned
-    runs = [r for r in _runs(client, "trial") if r.data.tags.get("orphaned") != "true"]
+    runs = [r for r in runs_with_role(client, "trial") if r.data.tags.get("orphaned") != "true"]
     seen = [(r.data.tags.get("trial_id"), r.data.params["axis.dims"], r.info.status, r.data.tags.get("orphaned"),
-             r.data.tags.get("attempts")) for r in _runs(client, "trial")]  # fmt: skip
+             r.data.tags.get("attempts")) for r in runs_with_role(client, "trial")]  # fmt: skip
     listed = {f.name: [(t.trial_id, t.config["cell"], t.status) for t in _trial_stubs(f)]
               for f in sorted(experiment.glob("experiment_state-*.json"))}  # fmt: skip
     assert sorted(r.data.params["axis.dims"] for r in runs) == dims, (seen, listed, done.stdout[-3000:])
     if search != "grid":
         assert len({r.data.params["axis.lambda_e"] for r in runs}) == len(dims)
     assert all(r.info.status == "FINISHED" for r in runs)
-    parents = _runs(client, "study")
+    parents = runs_with_role(client, "study")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     # the resumed study registered its front once: one version per front trial, aliases front-0 … front-k
     front_runs = {r.info.run_id for r in runs if r.data.tags.get("pareto") == "true"}

@@ -78,10 +78,6 @@ BAD: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "grid sampler with sampled axes": (_put("search/sampler", "grid"), "search.sampler: sampler 'grid' runs the grid axes only"),
     "num_samples without sampled axes": (lambda s: s["search"].pop("sample"), "search.num_samples: num_samples is 2, but"),
     "ASHA with two objectives": (_put("scheduler", {"asha": {"grace_period": 1}}), "scheduler.asha: ASHA needs a single objective"),
-    "ASHA with data-parallel trials": (
-        lambda s: s.update(objectives={"video_top1": "max"}, reference={"video_top1": 0.0},
-                           scheduler={"asha": {"grace_period": 1}}, resources={"workers": 2}),
-        "scheduler.asha: ASHA cannot stop a data-parallel trial (resources.workers = 2)"),
     "bad ASHA factor": (_put("scheduler", {"asha": {"reduction_factor": 1}}),
                         "scheduler.asha.reduction_factor: Input should be greater than 1"),
     "too few cpus": (_put("resources", {"cpu_per_worker": 0.25}), "resources.cpu_per_worker: Input should be greater than or equal to 0.5"),

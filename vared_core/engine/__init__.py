@@ -16,7 +16,7 @@ from .config import ConfigError, DataConfig, OptimConfig, ResolvedOptim, Synthet
 from .data import ClipGeometry, build_datasets, clip_geometry, data_lists, ensure_synthetic
 from .evaluate import EvalResult, VideoRow, centre_views, evaluate, score_views
 from .run_model import build_run_model, load_model
-from .train import FitResult, TrainingDiverged, fit
+from .train import FitResult, FitStopped, TrainingDiverged, fit
 
 __all__ = [
     "CheckpointError",
@@ -25,6 +25,7 @@ __all__ = [
     "DataConfig",
     "EvalResult",
     "FitResult",
+    "FitStopped",
     "OptimConfig",
     "ResolvedOptim",
     "SyntheticData",

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["World", "all_ranks_sum", "device_for", "gather_objects", "rank_seed", "shard_of", "world"]
+__all__ = ["World", "all_ranks_max", "all_ranks_sum", "device_for", "gather_objects", "rank_seed", "shard_of", "world"]
 
 
 class World(NamedTuple):
@@ -79,7 +79,21 @@ def rank_seed(seed: int, epoch: int, rank: int) -> int:
 
 def all_ranks_sum(values: torch.Tensor, w: World) -> torch.Tensor:
     """``values`` summed over every rank (a copy; ``values`` itself for one process)."""
-    if w.size > 1:
-        values = values.clone()
-        dist.all_reduce(values)
-    return values
+    return _all_ranks(values, w, dist.ReduceOp.SUM)
+
+
+def all_ranks_max(values: torch.Tensor, w: World) -> torch.Tensor:
+    """The greatest of every rank's ``values``, elementwise (a copy; ``values`` itself for one process)."""
+    return _all_ranks(values, w, dist.ReduceOp.MAX)
+
+
+def _all_ranks(values: torch.Tensor, w: World, op: Any) -> torch.Tensor:
+    """``values`` reduced over every rank, returned on ``values``' device. A group started with NCCL alone
+    (``init_process_group("nccl")``, Ray Train's ``TorchConfig(backend="nccl")``) reduces CUDA tensors only,
+    so CPU values (epoch sums, timings) travel through this process's GPU."""
+    if w.size == 1:
+        return values
+    on_gpu_only = values.device.type == "cpu" and dist.get_backend() == dist.Backend.NCCL
+    out = values.to(torch.device("cuda", torch.cuda.current_device())) if on_gpu_only else values.clone()
+    dist.all_reduce(out, op=op)
+    return out.to(values.device)

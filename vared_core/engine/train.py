@@ -24,6 +24,10 @@ makes up what the ranks do not), and the lr scales from it (`resolve_optim`). Ev
 gathered (every rank gets the whole set's metrics); rank 0 alone writes checkpoints and ``metrics.jsonl``,
 and every rank calls ``on_epoch`` (Ray Train's report is a barrier). Random draws that differ per clip
 (the policy warm-up, dropout) come per rank from ``(seed, epoch, rank)``.
+
+Stopping from outside: ``should_stop`` (e.g. a scheduler that ends poor runs early) is asked before every
+optimizer step and every evaluation; once it says yes on any rank, every rank raises `FitStopped` at the same
+point, before the epoch's checkpoint and ``on_epoch``, so a stopped run reports nothing more.
 """
 from __future__ import annotations
 
@@ -49,13 +53,13 @@ from vared_core.models import get_model_cfg
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint, set_aside_later
 from .config import ResolvedOptim, TrainConfig, resolve_optim
 from .data import build_datasets
-from .distributed import World, all_ranks_sum, device_for, rank_seed, world
+from .distributed import World, all_ranks_max, all_ranks_sum, device_for, rank_seed, world
 from .evaluate import EvalResult, evaluate
 from .optimizer import build_optimizer, gate_parameters
 from .run_model import build_run_model
 from .sync_batchnorm import sync_batchnorm
 
-__all__ = ["FitResult", "TrainingDiverged", "fit"]
+__all__ = ["FitResult", "FitStopped", "TrainingDiverged", "fit"]
 
 #: on_epoch(epoch, metrics, checkpoint_dir): epoch counts from 1; checkpoint_dir holds that epoch's checkpoint
 EpochCallback = Callable[[int, dict[str, float], Path], None]
@@ -72,6 +76,17 @@ _RESUME_FREE_NESTED = {
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
+
+
+class FitStopped(Exception):
+    """`fit`'s ``should_stop`` said yes (on any rank): the run left at ``epoch`` (counted from 1), before its
+    optimizer step ``step`` (from 1; 0 = before the epoch's evaluation); ``checkpoint`` is the newest one written
+    (``None`` if none)."""
+
+    def __init__(self, epoch: int, step: int, checkpoint: Path | None) -> None:
+        where = f"before step {step}" if step else "before its evaluation"
+        super().__init__(f"fit stopped from outside at epoch {epoch}, {where}; newest checkpoint {checkpoint}")
+        self.epoch, self.step, self.checkpoint = epoch, step, checkpoint
 
 
 @dataclass
@@ -114,16 +129,21 @@ def skipped_videos(dataset: Any, w: World) -> int:
     count them)."""
     if not hasattr(dataset, "skipped_mask"):
         return 0
-    mask = dataset.skipped_mask().to(torch.int32)
-    if w.size > 1:  # a video counts once however many ranks met it
-        dist.all_reduce(mask, op=dist.ReduceOp.MAX)
+    mask = all_ranks_max(dataset.skipped_mask().to(torch.int32), w)  # a video counts once however many ranks met it
     return dataset.missing_at_build + int(mask.sum())
 
 
-def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult:
+def fit(config: TrainConfig, on_epoch: EpochCallback | None = None,
+        should_stop: Callable[[], bool] | None = None) -> FitResult:  # fmt: skip
     """Train as ``config`` says; see the module doc. Returns a `FitResult`.
 
+    Args:
+        on_epoch: called after each epoch's checkpoint, on every rank.
+        should_stop: asked before each optimizer step and evaluation (on every rank; one rank saying yes is
+            enough): keep it cheap, it runs once per step.
+
     Raises:
+        FitStopped: ``should_stop`` said yes.
         TrainingDiverged: when the loss becomes NaN or infinite (the last good checkpoint stays).
         CheckpointError: a base or resume checkpoint that is missing or does not fit this run.
     """
@@ -230,6 +250,14 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
 
     evaluation: EvalResult | None = None
     ckpt = resume_path
+
+    def stop_here(epoch: int, step: int) -> None:
+        """Raise `FitStopped` on every rank once ``should_stop`` says yes on any."""
+        if should_stop is None:
+            return
+        if all_ranks_sum(torch.tensor([1.0 if should_stop() else 0.0]), w).item() > 0:
+            raise FitStopped(epoch + 1, step, ckpt)
+
     for epoch in range(start_epoch, config.epochs):
         train_set.set_epoch(epoch)
         if w.size > 1:
@@ -249,6 +277,7 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
             y = batch["label"].to(device, non_blocking=True)
             warming = epoch * steps_per_epoch + step < warmup_policy_steps
             if micro == 0:
+                stop_here(epoch, step + 1)
                 optimizer.zero_grad(set_to_none=True)
             # gradients are all-reduced on the last micro-batch of a step only
             syncing = net.no_sync() if isinstance(net, DistributedDataParallel) and not stepping else nullcontext()
@@ -286,11 +315,11 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None) -> FitResult
             scheduler.step()
         totals = all_ranks_sum(torch.tensor([*sums.values(), seen], dtype=torch.float64), w).tolist()
         metrics: dict[str, float] = {k: v / totals[-1] for k, v in zip(sums, totals)}
-        epoch_time = torch.tensor([time.perf_counter() - t0], dtype=torch.float64)
-        if w.size > 1:  # the epoch lasted as long as its slowest rank
-            dist.all_reduce(epoch_time, op=dist.ReduceOp.MAX)
+        # the epoch lasted as long as its slowest rank
+        epoch_time = all_ranks_max(torch.tensor([time.perf_counter() - t0], dtype=torch.float64), w)
         metrics.update(epoch=float(epoch + 1), lr=optimizer.param_groups[0]["lr"], epoch_time_s=epoch_time.item())
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
+            stop_here(epoch, 0)
             evaluation = run_eval()
             metrics.update({f"val_{k}" if k == "loss" else k: v for k, v in evaluation.metrics().items()})
         # listed videos that could not be read (missing or corrupt) so far: never a silent accuracy drop

@@ -16,6 +16,7 @@ from vared_core import DynamicSpec, dynamize
 from vared_core.engine import (
     CheckpointError,
     DataConfig,
+    FitStopped,
     OptimConfig,
     SyntheticData,
     TrainConfig,
@@ -225,3 +226,35 @@ def test_a_dynamic_run_with_the_policy_warm_up_trains_on_two_ranks(tmp_path: Pat
     ranks = [json.loads((tmp_path / f"dyn{r}.json").read_text()) for r in range(2)]
     assert ranks[0] == ranks[1] and len(ranks[0]) == 1
     assert ranks[0][0]["gflops_avg"] > 0 and math.isfinite(ranks[0][0]["loss"])
+
+
+def _stopping_rank(rank: int, tmp: str) -> None:
+    """Rank 1 alone is asked to stop, at its 6th question: epoch 1 asks before its 3 steps and its evaluation,
+    so the 6th is before epoch 2's step 2."""
+    asked: list[int] = []
+
+    def should_stop() -> bool:
+        asked.append(1)
+        return rank == 1 and len(asked) == 6
+
+    epochs: list[int] = []
+    try:
+        fit(_fit_config(Path(tmp), "stop", 2), on_epoch=lambda e, m, c: epochs.append(e), should_stop=should_stop)
+        left = None
+    except FitStopped as e:
+        left = [e.epoch, e.step, str(e.checkpoint)]
+    Path(tmp, f"stop{rank}.json").write_text(json.dumps({"left": left, "epochs": epochs, "asked": len(asked)}))
+
+
+def test_a_stop_asked_on_one_rank_stops_every_rank_at_the_same_step(tmp_path: Path) -> None:
+    run_ranks(_stopping_rank, 2, tmp_path / "rdv", str(tmp_path))
+    ranks = [json.loads((tmp_path / f"stop{r}.json").read_text()) for r in range(2)]
+    first = str(tmp_path / "stop" / "checkpoints" / "epoch_0001")
+    assert ranks[0] == ranks[1] == {"left": [2, 2, first], "epochs": [1], "asked": 6}  # nothing reported after
+    assert [p.name for p in checkpoint_dirs(tmp_path / "stop")] == ["epoch_0001"]
+
+    asked: list[int] = []  # one process, stopped before its first evaluation: no checkpoint yet
+    with pytest.raises(FitStopped, match="epoch 1, before its evaluation; newest checkpoint None") as stopped:
+        fit(_fit_config(tmp_path, "alone", 4, epochs=1), should_stop=lambda: asked.append(1) or len(asked) == 4)
+    assert (stopped.value.epoch, stopped.value.step, stopped.value.checkpoint) == (1, 0, None)
+    assert checkpoint_dirs(tmp_path / "alone") == []
