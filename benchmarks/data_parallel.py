@@ -16,6 +16,7 @@ Usage::
     python benchmarks/data_parallel.py                      # about two minutes on 2 cores
     python benchmarks/data_parallel.py --model x3d_m_tiny --epochs 1 --settings 1x1 2x1
     python benchmarks/data_parallel.py --settings 2x1 --no-sync-batchnorm    # what SyncBN costs
+    python benchmarks/data_parallel.py --settings 2x1 --stop-check    # what asking for a stop every step costs
 
 The last output line is one JSON object::
 
@@ -61,7 +62,7 @@ def _rank(rank: int, ranks: int, threads: int, args: argparse.Namespace, folder:
                                 world_size=ranks)  # fmt: skip
     try:
         config = _config(args, folder, ranks, threads)
-        result = fit(config)
+        result = fit(config, should_stop=(lambda: False) if args.stop_check else None)
         train_set, val_set = build_datasets(config.data, get_model_cfg(config.model), seed=config.seed)
         t0 = time.perf_counter()
         evaluation = evaluate(result.model, val_set, batch_size=config.data.batch_size)
@@ -95,6 +96,9 @@ def main() -> None:
     parser.add_argument("--gather-repeats", type=int, default=20)
     parser.add_argument("--no-sync-batchnorm", dest="sync_batchnorm", action="store_false",
                         help="per-rank BatchNorm statistics (what SyncBN costs: the difference)")
+    parser.add_argument("--stop-check", action="store_true",
+                        help="fit asks should_stop before every step, as in a data-parallel Tune trial (one summed "
+                             "scalar per step; what ASHA support costs: the difference)")
     args = parser.parse_args()
 
     results = {}
@@ -117,7 +121,7 @@ def main() -> None:
             print(setting, results[setting], flush=True)
     print(json.dumps({
         "benchmark": "data_parallel", "model": args.model, "epochs": args.epochs, "global_batch": args.global_batch,
-        "sync_batchnorm": args.sync_batchnorm,
+        "sync_batchnorm": args.sync_batchnorm, "stop_check": args.stop_check,
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                     "torch": torch.__version__},
         "train_clips_per_s": {k: round(v["train_clips_per_s"], 2) for k, v in results.items()},

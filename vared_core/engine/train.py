@@ -25,9 +25,11 @@ gathered (every rank gets the whole set's metrics); rank 0 alone writes checkpoi
 and every rank calls ``on_epoch`` (Ray Train's report is a barrier). Random draws that differ per clip
 (the policy warm-up, dropout) come per rank from ``(seed, epoch, rank)``.
 
-Stopping from outside: ``should_stop`` (e.g. a scheduler that ends poor runs early) is asked before every
-optimizer step and every evaluation; once it says yes on any rank, every rank raises `FitStopped` at the same
-point, before the epoch's checkpoint and ``on_epoch``, so a stopped run reports nothing more.
+Stopping from outside: ``should_stop`` (e.g. a scheduler that ends poor runs early) is asked at every
+micro-batch, after its forward pass (its answer rides on the all-reduce that checks the loss is finite: no
+collective of its own), and before every evaluation; once it says yes on any rank, every rank raises
+`FitStopped` at the same point, before that step's update, the epoch's checkpoint and ``on_epoch``, so a
+stopped run reports nothing more.
 """
 from __future__ import annotations
 
@@ -79,12 +81,12 @@ class TrainingDiverged(RuntimeError):
 
 
 class FitStopped(Exception):
-    """`fit`'s ``should_stop`` said yes (on any rank): the run left at ``epoch`` (counted from 1), before its
-    optimizer step ``step`` (from 1; 0 = before the epoch's evaluation); ``checkpoint`` is the newest one written
-    (``None`` if none)."""
+    """`fit`'s ``should_stop`` said yes (on any rank): the run left at ``epoch`` (counted from 1), in optimizer
+    step ``step`` (from 1, its update not made; 0 = before the epoch's evaluation); ``checkpoint`` is the newest
+    one written (``None`` if none)."""
 
     def __init__(self, epoch: int, step: int, checkpoint: Path | None) -> None:
-        where = f"before step {step}" if step else "before its evaluation"
+        where = f"in step {step}, its update not made" if step else "before its evaluation"
         super().__init__(f"fit stopped from outside at epoch {epoch}, {where}; newest checkpoint {checkpoint}")
         self.epoch, self.step, self.checkpoint = epoch, step, checkpoint
 
@@ -139,8 +141,8 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None,
 
     Args:
         on_epoch: called after each epoch's checkpoint, on every rank.
-        should_stop: asked before each optimizer step and evaluation (on every rank; one rank saying yes is
-            enough): keep it cheap, it runs once per step.
+        should_stop: asked at each micro-batch and before each evaluation (on every rank; one rank saying yes
+            is enough): keep it cheap, it runs once per micro-batch.
 
     Raises:
         FitStopped: ``should_stop`` said yes.
@@ -251,12 +253,8 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None,
     evaluation: EvalResult | None = None
     ckpt = resume_path
 
-    def stop_here(epoch: int, step: int) -> None:
-        """Raise `FitStopped` on every rank once ``should_stop`` says yes on any."""
-        if should_stop is None:
-            return
-        if all_ranks_sum(torch.tensor([1.0 if should_stop() else 0.0]), w).item() > 0:
-            raise FitStopped(epoch + 1, step, ckpt)
+    def asked_to_stop() -> float:
+        return 1.0 if should_stop is not None and should_stop() else 0.0
 
     for epoch in range(start_epoch, config.epochs):
         train_set.set_epoch(epoch)
@@ -277,7 +275,6 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None,
             y = batch["label"].to(device, non_blocking=True)
             warming = epoch * steps_per_epoch + step < warmup_policy_steps
             if micro == 0:
-                stop_here(epoch, step + 1)
                 optimizer.zero_grad(set_to_none=True)
             # gradients are all-reduced on the last micro-batch of a step only
             syncing = net.no_sync() if isinstance(net, DistributedDataParallel) and not stepping else nullcontext()
@@ -288,12 +285,17 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None,
                     ce = F.cross_entropy(logits, y)
                     eff = efficiency_loss(model, logits, y) if config.stage == "dynamic" else ce.new_zeros(())
                     loss = ce + config.lambda_e * eff
-                if all_ranks_sum((~torch.isfinite(loss.detach())).float().reshape(1), w).item() > 0:  # any rank
+                # on any rank: the loss is not finite, a stop is asked (one all-reduce for both)
+                diverged, stop = all_ranks_sum(torch.stack([(~torch.isfinite(loss.detach())).float(),
+                                                            loss.new_tensor(asked_to_stop())]), w).tolist()  # fmt: skip
+                if diverged > 0:
                     raise TrainingDiverged(
                         f"{config.output_dir}: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} "
                         f"(cross-entropy {ce.item():.4g}, efficiency {eff.item():.4g}"
                         + (f", on rank {w.rank} of {w.size}" if w.size > 1 else "") + "); lower optim.lr"
                     )
+                if stop > 0:
+                    raise FitStopped(epoch + 1, step + 1, ckpt)
                 scaler.scale(loss / accumulation if accumulation > 1 else loss).backward()
             n = y.shape[0]
             seen += n
@@ -319,7 +321,8 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None,
         epoch_time = all_ranks_max(torch.tensor([time.perf_counter() - t0], dtype=torch.float64), w)
         metrics.update(epoch=float(epoch + 1), lr=optimizer.param_groups[0]["lr"], epoch_time_s=epoch_time.item())
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
-            stop_here(epoch, 0)
+            if should_stop is not None and all_ranks_sum(torch.tensor([asked_to_stop()]), w).item() > 0:
+                raise FitStopped(epoch + 1, 0, ckpt)
             evaluation = run_eval()
             metrics.update({f"val_{k}" if k == "loss" else k: v for k, v in evaluation.metrics().items()})
         # listed videos that could not be read (missing or corrupt) so far: never a silent accuracy drop

@@ -229,8 +229,8 @@ def test_a_dynamic_run_with_the_policy_warm_up_trains_on_two_ranks(tmp_path: Pat
 
 
 def _stopping_rank(rank: int, tmp: str) -> None:
-    """Rank 1 alone is asked to stop, at its 6th question: epoch 1 asks before its 3 steps and its evaluation,
-    so the 6th is before epoch 2's step 2."""
+    """Rank 1 alone is asked to stop, at its 6th question: epoch 1 asks in its 3 steps and before its
+    evaluation, so the 6th is in epoch 2's step 2."""
     asked: list[int] = []
 
     def should_stop() -> bool:
