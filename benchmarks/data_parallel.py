@@ -97,8 +97,8 @@ def main() -> None:
     parser.add_argument("--no-sync-batchnorm", dest="sync_batchnorm", action="store_false",
                         help="per-rank BatchNorm statistics (what SyncBN costs: the difference)")
     parser.add_argument("--stop-check", action="store_true",
-                        help="fit asks should_stop before every step, as in a data-parallel Tune trial (one summed "
-                             "scalar per step; what ASHA support costs: the difference)")
+                        help="fit asks should_stop at every step, as in a data-parallel Tune trial (its answer rides "
+                             "on the finite-loss all-reduce; what ASHA support costs: the difference)")
     args = parser.parse_args()
 
     results = {}

@@ -23,7 +23,7 @@ import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -152,11 +152,14 @@ class StudyTracker:
     def client(self) -> MlflowClient:
         return MlflowClient(node_uri(self.uri))
 
-    def child_runs(self, role: str | None = ROLE_TRIAL) -> list[Any]:
-        """Child runs of the study (optionally only trials or only bases), oldest first."""
+    def child_runs(self, role: str | None = ROLE_TRIAL, *, running: bool = False) -> list[Any]:
+        """Child runs of the study (optionally only trials or only bases; only the RUNNING ones with
+        ``running``), oldest first."""
         filt = f"tags.mlflow.parentRunId = '{self.parent_run_id}'"
         if role is not None:
             filt += f" and tags.role = '{role}'"
+        if running:
+            filt += " and attributes.status = 'RUNNING'"
         runs = self.client.search_runs([self.experiment_id], filter_string=filt, max_results=50000,
                                        order_by=["attributes.start_time ASC"])  # fmt: skip
         return list(runs)
@@ -393,12 +396,7 @@ def close_orphans(tracker: StudyTracker, listed_trials: set[str]) -> list[str]:
     it is ended KILLED and tagged ``orphaned=true`` (its metrics stay recorded), and `study_trials`
     leaves it out. A RUNNING run of a trial Tune does list (a crashed worker) is left as it is.
     """
-    orphans = [r.info.run_id for r in tracker.child_runs()
-               if r.info.status == "RUNNING" and r.data.tags.get("trial_id") not in listed_trials]  # fmt: skip
-    for run_id in orphans:
-        tracker.client.set_tag(run_id, ORPHANED_TAG, "true")
-        tracker.client.set_terminated(run_id, status="KILLED")
-    return orphans
+    return _end_running(tracker, lambda trial_id: trial_id not in listed_trials, ORPHANED_TAG)
 
 
 def close_stopped(tracker: StudyTracker, terminated: set[str]) -> list[str]:
@@ -409,12 +407,16 @@ def close_stopped(tracker: StudyTracker, terminated: set[str]) -> list[str]:
     terminated it was stopped by the scheduler (ASHA) before its own code could end the run: a data-parallel
     trial's actor is ended right after the stop (see `stopped_runs`).
     """
-    left = [r.info.run_id for r in tracker.child_runs()
-            if r.info.status == "RUNNING" and r.data.tags.get("trial_id") in terminated]  # fmt: skip
-    for run_id in left:
-        tracker.client.set_tag(run_id, STOPPED_TAG, "true")
+    return _end_running(tracker, lambda trial_id: trial_id in terminated, STOPPED_TAG)
+
+
+def _end_running(tracker: StudyTracker, which: Callable[[str | None], bool], tag: str) -> list[str]:
+    """End KILLED, tagged ``tag=true``, the RUNNING trial runs whose trial id ``which`` picks; their run ids."""
+    ended = [r.info.run_id for r in tracker.child_runs(running=True) if which(r.data.tags.get("trial_id"))]
+    for run_id in ended:
+        tracker.client.set_tag(run_id, tag, "true")
         tracker.client.set_terminated(run_id, status="KILLED")
-    return left
+    return ended
 
 
 def trial_tags(study: str, cell: Mapping[str, Any], sampled: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
