@@ -6,7 +6,7 @@ from .fuse import fuse_batchnorm
 from .cost import clip_gflops, static_gflops, track_costs
 from .gate import SoftModulationGate
 from .loss import efficiency_loss
-from .policy import dynamic_layers, dynamic_mode, force_policy, random_policy
+from .policy import dynamic_layers, dynamic_mode, force_layer_policies, force_policy, random_policy
 from .spec import CheapOpsSpec, DynamicSpec, GateSpec, StabilitySpec
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "dynamic_mode",
     "dynamize",
     "efficiency_loss",
+    "force_layer_policies",
     "force_policy",
     "random_policy",
     "fuse_batchnorm",

@@ -290,6 +290,14 @@ class DynamicConv(HardPath, LayerCosts, nn.Module):
         value with nothing it could go stale on."""
         return derived(self._cache, (*key, like.device, like.dtype), (), make)
 
+    def _pin(self, temporal: torch.Tensor | int | None, channel: torch.Tensor | int | None) -> None:
+        """Set the pinned (temporal, channel) choices, already checked (`force_policy` and its kin check them).
+
+        Written to the instance dict directly: they are plain attributes, and ``nn.Module.__setattr__`` costs
+        microseconds each, which pinning the 52 layers of X3D-M around a timed forward would notice."""
+        self.__dict__["forced_temporal"] = temporal
+        self.__dict__["forced_channel"] = channel
+
     def _one_hot(self, choice: torch.Tensor | int, b: int, n: int, like: torch.Tensor) -> torch.Tensor:
         if isinstance(choice, int) or (isinstance(choice, torch.Tensor) and choice.dim() == 0):
             i = int(choice)

@@ -1,7 +1,7 @@
 """Pinning gates to chosen alternatives, and choosing soft or hard execution."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -9,7 +9,7 @@ from torch import nn
 
 from .conv import DynamicConv, Mode
 
-__all__ = ["force_policy", "random_policy", "dynamic_mode", "dynamic_layers"]
+__all__ = ["force_layer_policies", "force_policy", "random_policy", "dynamic_mode", "dynamic_layers"]
 
 Choice = int | Sequence[int] | torch.Tensor | None
 
@@ -19,15 +19,17 @@ def dynamic_layers(model: nn.Module) -> list[tuple[str, DynamicConv]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, DynamicConv)]
 
 
-def _check(choice: Choice, n: int, dim: str, name: str) -> torch.Tensor | int | None:
+def _check(choice: Choice, n: int, dim: str, name: str, caller: str = "force_policy") -> torch.Tensor | int | None:
     if choice is None:
         return None
+    if isinstance(choice, int) and 0 <= choice < n:
+        return choice
     idx = torch.as_tensor(choice).long()
     if idx.dim() > 1:
-        raise ValueError(f"force_policy: {dim} must be an int or one int per clip, got shape {tuple(idx.shape)}")
+        raise ValueError(f"{caller}: {dim} must be an int or one int per clip, got shape {tuple(idx.shape)}")
     if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
         raise ValueError(
-            f"force_policy: {dim} alternative {idx.tolist()} is outside 0..{n - 1} at module '{name}' "
+            f"{caller}: {dim} alternative {idx.tolist()} is outside 0..{n - 1} at module '{name}' "
             f"(its search space along {dim} has {n} alternative{'s' if n > 1 else ''})"
         )
     return int(idx) if idx.dim() == 0 else idx
@@ -43,11 +45,11 @@ def _pinned(model: nn.Module, caller: str, choose: Callable[[str, DynamicConv], 
     saved = [(m.forced_temporal, m.forced_channel) for _, m in layers]
     try:
         for name, m in layers:
-            m.forced_temporal, m.forced_channel = choose(name, m)
+            m._pin(*choose(name, m))
         yield
     finally:
         for (_, m), (t, c) in zip(layers, saved):
-            m.forced_temporal, m.forced_channel = t, c
+            m._pin(t, c)
 
 
 @contextmanager
@@ -69,6 +71,50 @@ def force_policy(model: nn.Module, temporal: Choice = None, channel: Choice = No
 
     with _pinned(model, "force_policy", choose):
         yield model
+
+
+class force_layer_policies:  # noqa: N801 - used like the context managers beside it
+    """Pin each named dynamic layer to its own ``(temporal, channel)`` choice while a ``with`` block runs.
+
+    ``choices`` maps a layer's module name (as `dynamic_layers` lists it) to a pair of choices as
+    `force_policy` takes them (an int, one int per clip, or ``None`` to leave that dimension to the gate).
+    Layers not named keep their gates. For replaying a recorded policy, or timing one per layer and clip
+    (``benchmarks/dynamic_speed.py``). The names and alternatives are checked once, when the object is made
+    (an unknown name or an alternative outside a layer's search space is refused, naming it); the object
+    can then be entered any number of times, each entry setting two attributes per named layer, so a timed
+    forward inside it pays next to nothing for the pinning.
+
+    Example:
+        >>> names = [n for n, _ in dynamic_layers(model)]     # doctest: +SKIP
+        >>> with force_layer_policies(model, {names[0]: (1, 0), names[-1]: (0, [0, 1])}):  # doctest: +SKIP
+        ...     logits = model(clips)            # the first layer halves frames, the last halves clip 1's channels
+    """
+
+    def __init__(self, model: nn.Module, choices: Mapping[str, tuple[Choice, Choice]]) -> None:
+        layers = dict(dynamic_layers(model))
+        if not layers:
+            raise ValueError("force_layer_policies: the model has no dynamic layers; dynamize it first")
+        unknown = sorted(set(choices) - set(layers))
+        if unknown:
+            raise ValueError(f"force_layer_policies: {unknown} are not dynamic layers of the model "
+                             f"(it has {len(layers)}, e.g. {list(layers)[:3]})")  # fmt: skip
+        self.model = model
+        self._pins = [
+            (layers[name], _check(t, layers[name].num_temporal, "temporal", name, "force_layer_policies"),
+             _check(c, layers[name].num_channel, "channel", name, "force_layer_policies"))
+            for name, (t, c) in choices.items()
+        ]  # fmt: skip
+        self._saved: list[list[tuple]] = []  # a stack: the object may be entered again inside its own block
+
+    def __enter__(self) -> nn.Module:
+        self._saved.append([(m, m.forced_temporal, m.forced_channel) for m, _, _ in self._pins])
+        for m, t, c in self._pins:
+            m._pin(t, c)
+        return self.model
+
+    def __exit__(self, *exc: object) -> None:
+        for m, t, c in self._saved.pop():
+            m._pin(t, c)
 
 
 @contextmanager

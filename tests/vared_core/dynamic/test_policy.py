@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vared_core.dynamic import DynamicSpec, clip_gflops, dynamic_layers, dynamize, random_policy
+from vared_core.dynamic import (DynamicSpec, clip_gflops, dynamic_layers, dynamize, force_layer_policies,
+                                force_policy, random_policy)
 
 
 def test_random_policy_draws_per_layer_and_clip_and_restores(make_net) -> None:
@@ -35,3 +36,40 @@ def test_random_policy_needs_a_dynamic_model(make_net) -> None:
     with pytest.raises(ValueError, match="no dynamic layers"):
         with random_policy(make_net("net3d"), 2):
             pass
+
+
+def test_force_layer_policies_pins_each_named_layer_its_own_choice_and_leaves_the_rest_to_the_gates(make_net) -> None:
+    net = dynamize(make_net("net3d"), DynamicSpec(search_space=2), clip_shape=(3, 4, 16, 16)).eval()
+    (first, a), *middle, (last, z) = dynamic_layers(net)
+    x = torch.randn(3, 3, 4, 16, 16)
+    pins = force_layer_policies(net, {first: (1, 0), last: (0, [0, 1, 1])})  # checked once, entered twice
+    with pins:
+        assert a.forced_temporal == 1
+    assert a.forced_temporal is None
+    with torch.no_grad(), pins:
+        net(x)
+        costs = clip_gflops(net)
+        assert a.forced_temporal == 1 and a.forced_channel == 0 and z.forced_temporal == 0
+        assert all(m.forced_temporal is None and m.forced_channel is None for _, m in middle)  # gated
+    assert a.last.temporal_choice.tolist() == [1, 1, 1] and z.last.channel_choice.tolist() == [0, 1, 1]
+    assert costs[0] > costs[1] and torch.isclose(costs[1], costs[2])  # only the last layer's channels differ
+    assert all((m.forced_temporal, m.forced_channel) == (None, None) for _, m in dynamic_layers(net))
+    # every layer pinned to one policy is what force_policy does
+    with torch.no_grad():
+        with force_layer_policies(net, {n: (1, 1) for n, _ in dynamic_layers(net)}):
+            per_layer = net(x)
+        with force_policy(net, temporal=1, channel=1):
+            uniform = net(x)
+    assert torch.equal(per_layer, uniform)
+
+
+def test_force_layer_policies_refuses_an_unknown_layer_or_alternative_naming_it_and_pins_nothing(make_net) -> None:
+    net = dynamize(make_net("net3d"), DynamicSpec(search_space=2), clip_shape=(3, 4, 16, 16)).eval()
+    first = dynamic_layers(net)[0][0]
+    with pytest.raises(ValueError, match=r"\['nope'\] are not dynamic layers"):
+        with force_layer_policies(net, {first: (1, 1), "nope": (0, 0)}):
+            pass
+    with pytest.raises(ValueError, match=f"force_layer_policies: channel alternative 2 is outside 0..1 at module '{first}'"):
+        with force_layer_policies(net, {first: (0, 2)}):
+            pass
+    assert all((m.forced_temporal, m.forced_channel) == (None, None) for _, m in dynamic_layers(net))
