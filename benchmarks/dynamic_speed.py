@@ -32,7 +32,6 @@ import json
 import statistics
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 
 import torch
 import torch.nn.functional as F
@@ -73,12 +72,6 @@ def mixed_choices(dyn: nn.Module, batch: int, seed: int = 0) -> Choices:
     gen = torch.Generator().manual_seed(seed)
     return {name: (torch.randint(0, m.num_temporal, (batch,), generator=gen),
                    torch.randint(0, m.num_channel, (batch,), generator=gen)) for name, m in dynamic_layers(dyn)}
-
-
-def pinned(dyn: nn.Module, choices: Choices) -> AbstractContextManager:
-    """Pins each dynamic layer to its choice: checked once here; entering it in a timed call sets two attributes
-    per layer (a context that walked the model's modules on entry cost X3D-M's forward 2-5 ms)."""
-    return force_layer_policies(dyn, choices)
 
 
 # ------------------------------------------------------------------------------------------- the bound
@@ -202,7 +195,7 @@ def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int, device
 
 
 def _run_pinned(net: nn.Module, dyn: nn.Module, choices: Choices, x: torch.Tensor) -> Callable[[], object]:
-    pins = pinned(dyn, choices)
+    pins = force_layer_policies(dyn, choices)  # checked once; entering it walks no modules
 
     def run() -> object:
         with pins:
@@ -260,12 +253,12 @@ def bench_network(static: nn.Module, x: torch.Tensor, include, batches: list[int
         median = {k: statistics.median(v) for k, v in times.items()}
         static_form = min((k for k in best if k.startswith("static")), key=best.get)
         base_time = best[static_form]
-        with torch.no_grad(), pinned(dyn, pols["full"]):
+        with torch.no_grad(), force_layer_policies(dyn, pols["full"]):
             dyn(xb)
             full_gflops = clip_gflops(dyn).mean().item()
         per_policy = {}
         for pol, choices in pols.items():
-            with torch.no_grad(), pinned(dyn, choices):
+            with torch.no_grad(), force_layer_policies(dyn, choices):
                 dyn(xb)
                 gflops = clip_gflops(dyn).mean().item()
             form = pol if not compile_ or best[pol] <= best[f"{pol}/compiled"] else f"{pol}/compiled"

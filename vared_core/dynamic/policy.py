@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 import torch
 from torch import nn
@@ -12,6 +12,7 @@ from .conv import DynamicConv, Mode
 __all__ = ["force_layer_policies", "force_policy", "random_policy", "dynamic_mode", "dynamic_layers"]
 
 Choice = int | Sequence[int] | torch.Tensor | None
+Pinned = torch.Tensor | int | None  # a checked choice, as a layer holds it
 
 
 def dynamic_layers(model: nn.Module) -> list[tuple[str, DynamicConv]]:
@@ -19,7 +20,7 @@ def dynamic_layers(model: nn.Module) -> list[tuple[str, DynamicConv]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, DynamicConv)]
 
 
-def _check(choice: Choice, n: int, dim: str, name: str, caller: str = "force_policy") -> torch.Tensor | int | None:
+def _check(choice: Choice, n: int, dim: str, name: str, caller: str = "force_policy") -> Pinned:
     if choice is None:
         return None
     if isinstance(choice, int) and 0 <= choice < n:
@@ -35,21 +36,37 @@ def _check(choice: Choice, n: int, dim: str, name: str, caller: str = "force_pol
     return int(idx) if idx.dim() == 0 else idx
 
 
-@contextmanager
-def _pinned(model: nn.Module, caller: str, choose: Callable[[str, DynamicConv], tuple]) -> Iterator[None]:
-    """Set every dynamic layer's pinned (temporal, channel) choice to ``choose(name, layer)`` while the block
-    runs, then restore what each layer had (also when ``choose`` raises part-way)."""
+class _Pins:
+    """Pinned ``(layer, temporal, channel)`` triples, set while entered and restored after, to what each layer
+    had (re-enterable, nested too). Entering sets two attributes per layer and walks no modules, so a timed
+    forward inside it pays next to nothing for the pinning."""
+
+    def __init__(self, model: nn.Module, pins: list[tuple[DynamicConv, Pinned, Pinned]]) -> None:
+        self.model = model
+        self._pins = pins
+        self._saved: list[list[tuple[DynamicConv, Pinned, Pinned]]] = []  # a stack, one entry per open block
+
+    def __enter__(self) -> nn.Module:
+        self._saved.append([(m, m.forced_temporal, m.forced_channel) for m, _, _ in self._pins])
+        for m, t, c in self._pins:
+            m._pin(t, c)
+        return self.model
+
+    def __exit__(self, *exc: object) -> None:
+        for m, t, c in self._saved.pop():
+            m._pin(t, c)
+
+
+def _layers(model: nn.Module, caller: str) -> list[tuple[str, DynamicConv]]:
     layers = dynamic_layers(model)
     if not layers:
         raise ValueError(f"{caller}: the model has no dynamic layers; dynamize it first")
-    saved = [(m.forced_temporal, m.forced_channel) for _, m in layers]
-    try:
-        for name, m in layers:
-            m._pin(*choose(name, m))
-        yield
-    finally:
-        for (_, m), (t, c) in zip(layers, saved):
-            m._pin(t, c)
+    return layers
+
+
+def _pinned(model: nn.Module, caller: str, choose: Callable[[str, DynamicConv], tuple[Pinned, Pinned]]) -> _Pins:
+    """Every dynamic layer pinned to ``choose(name, layer)`` while entered (all chosen before any is set)."""
+    return _Pins(model, [(m, *choose(name, m)) for name, m in _layers(model, caller)])
 
 
 @contextmanager
@@ -73,48 +90,35 @@ def force_policy(model: nn.Module, temporal: Choice = None, channel: Choice = No
         yield model
 
 
-class force_layer_policies:  # noqa: N801 - used like the context managers beside it
+def force_layer_policies(
+    model: nn.Module, choices: Mapping[str, tuple[Choice, Choice]]
+) -> AbstractContextManager[nn.Module]:
     """Pin each named dynamic layer to its own ``(temporal, channel)`` choice while a ``with`` block runs.
 
     ``choices`` maps a layer's module name (as `dynamic_layers` lists it) to a pair of choices as
     `force_policy` takes them (an int, one int per clip, or ``None`` to leave that dimension to the gate).
     Layers not named keep their gates. For replaying a recorded policy, or timing one per layer and clip
-    (``benchmarks/dynamic_speed.py``). The names and alternatives are checked once, when the object is made
-    (an unknown name or an alternative outside a layer's search space is refused, naming it); the object
-    can then be entered any number of times, each entry setting two attributes per named layer, so a timed
-    forward inside it pays next to nothing for the pinning.
+    (``benchmarks/dynamic_speed.py``). The names and alternatives are checked here, once (an unknown name or
+    an alternative outside a layer's search space is refused, naming it); the returned context can then be
+    entered any number of times, each entry setting two attributes per named layer.
 
     Example:
         >>> names = [n for n, _ in dynamic_layers(model)]     # doctest: +SKIP
         >>> with force_layer_policies(model, {names[0]: (1, 0), names[-1]: (0, [0, 1])}):  # doctest: +SKIP
         ...     logits = model(clips)            # the first layer halves frames, the last halves clip 1's channels
     """
-
-    def __init__(self, model: nn.Module, choices: Mapping[str, tuple[Choice, Choice]]) -> None:
-        layers = dict(dynamic_layers(model))
-        if not layers:
-            raise ValueError("force_layer_policies: the model has no dynamic layers; dynamize it first")
-        unknown = sorted(set(choices) - set(layers))
-        if unknown:
-            raise ValueError(f"force_layer_policies: {unknown} are not dynamic layers of the model "
-                             f"(it has {len(layers)}, e.g. {list(layers)[:3]})")  # fmt: skip
-        self.model = model
-        self._pins = [
-            (layers[name], _check(t, layers[name].num_temporal, "temporal", name, "force_layer_policies"),
-             _check(c, layers[name].num_channel, "channel", name, "force_layer_policies"))
-            for name, (t, c) in choices.items()
-        ]  # fmt: skip
-        self._saved: list[list[tuple]] = []  # a stack: the object may be entered again inside its own block
-
-    def __enter__(self) -> nn.Module:
-        self._saved.append([(m, m.forced_temporal, m.forced_channel) for m, _, _ in self._pins])
-        for m, t, c in self._pins:
-            m._pin(t, c)
-        return self.model
-
-    def __exit__(self, *exc: object) -> None:
-        for m, t, c in self._saved.pop():
-            m._pin(t, c)
+    caller = "force_layer_policies"
+    layers = dict(_layers(model, caller))
+    unknown = sorted(set(choices) - set(layers))
+    if unknown:
+        raise ValueError(f"{caller}: {unknown} are not dynamic layers of the model "
+                         f"(it has {len(layers)}, e.g. {list(layers)[:3]})")  # fmt: skip
+    pins = []
+    for name, (temporal, channel) in choices.items():
+        m = layers[name]
+        pins.append((m, _check(temporal, m.num_temporal, "temporal", name, caller),
+                     _check(channel, m.num_channel, "channel", name, caller)))  # fmt: skip
+    return _Pins(model, pins)
 
 
 @contextmanager

@@ -287,7 +287,7 @@ def fit(config: TrainConfig, on_epoch: EpochCallback | None = None,
                     loss = ce + config.lambda_e * eff
                 # on any rank: the loss is not finite, a stop is asked (one all-reduce for both)
                 diverged, stop = all_ranks_sum(torch.stack([(~torch.isfinite(loss.detach())).float(),
-                                                            loss.new_tensor(asked_to_stop())]), w).tolist()  # fmt: skip
+                                                            loss.new_full((), asked_to_stop())]), w).tolist()  # fmt: skip
                 if diverged > 0:
                     raise TrainingDiverged(
                         f"{config.output_dir}: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} "
