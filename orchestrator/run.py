@@ -50,6 +50,14 @@ _EXPERIMENT = "trials"  # the Tune experiment folder under <storage>/ray
 _TUNE_ENV = {"TUNE_GLOBAL_CHECKPOINT_S": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
 
 
+def _tune_env(study: Study) -> dict[str, str]:
+    """`_TUNE_ENV` and how many trials Tune may hold pending (created, actor not yet started): the study's
+    ``max_concurrent``. Tune's own default for a searcher it does not know to limit concurrency is one, so it
+    asked `CellSearch` for the next trial only once the last one's actor had started (imported torch, vared_core
+    and MLflow): trials started one after another, some seconds apart, however many fit at once."""
+    return {**_TUNE_ENV, "TUNE_MAX_PENDING_TRIALS_PG": str(study.max_concurrent)}
+
+
 @dataclass
 class StudyResult:
     """What a finished `run_study` produced."""
@@ -135,20 +143,21 @@ def _run_locked(study: Study, storage: Path, *, address: str | None, resume: boo
             ray.init(address=ray_address or "local", include_dashboard=False, log_to_driver=verbose > 1,
                      logging_level="ERROR", configure_logging=verbose > 1)  # fmt: skip
         check_cluster(study, ray.cluster_resources())
-        # workers import torch, vared_core and mlflow meanwhile; the base tasks that follow reuse them
-        warm = ray.remote(num_cpus=study.resources.cpu_per_worker, num_gpus=study.resources.gpu_per_worker)(warm_up)
-        warming = [warm.remote() for _ in range(study.max_concurrent)]
+        cells = study.grid_cells()
+        recipes = {base_id(study, o): o for o in (base_overrides(study, cell) for cell in cells)}
+        base_workers = study.resources.for_base()
+        # workers import torch, vared_core and mlflow meanwhile; the base tasks that follow reuse them (Tune's
+        # trial actors start processes of their own: a worker warmed beyond the base tasks imports for nothing)
+        warm = ray.remote(**_task_resources(base_workers))(warm_up)
+        warming = [warm.remote() for _ in range(min(len(recipes), study.max_concurrent))]
         tracker = opening.result()
         describe_study(tracker, study)
     save_study_state(storage, {"parent_run_id": tracker.parent_run_id, "study": study.name})
     ray.get(warming)
-    cells = study.grid_cells()
     metrics, modes = study.objective_senses()
     status: str | None = "FAILED"
     try:
         # 1. shared base models, each trained once (in parallel as Ray tasks)
-        recipes = {base_id(study, o): o for o in (base_overrides(study, cell) for cell in cells)}
-        base_workers = study.resources.for_base()
         all_fit = _fit_at_once(ray.available_resources(), len(recipes), base_workers.cpu, base_workers.gpu)
         remote_base = ray.remote(**_task_resources(base_workers))(train_base)
         bases = {key: remote_base.remote(study, overrides, tracker)
@@ -187,7 +196,7 @@ def _run_locked(study: Study, storage: Path, *, address: str | None, resume: boo
         else:
             tuner = tune.Tuner(trainable, run_config=tune.RunConfig(name=_EXPERIMENT, **run_cfg),
                                tune_config=tune_config)  # fmt: skip
-        with scoped_environment(_TUNE_ENV):
+        with scoped_environment(_tune_env(study)):
             tuner.fit()
         close_orphans(tracker, set(saved_trials(path) or {}))
         close_stopped(tracker, terminated_trials(path))
