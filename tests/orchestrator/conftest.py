@@ -1,6 +1,7 @@
 """Fixtures for study runs: a tiny study file written per test, real local Ray, real MLflow SQLite."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +45,18 @@ def write_study():
     return tiny_study
 
 
-@pytest.fixture(scope="module")
-def local_ray():
+def start_local_ray(num_cpus: int) -> Iterator[None]:
+    """A Ray of this test module's own, offering ``num_cpus`` logical CPUs, shut down afterwards (a fixture body)."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    yield from start_local_ray(2)
 
 
 def study_dict(**changes: Any) -> dict[str, Any]:

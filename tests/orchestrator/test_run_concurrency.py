@@ -9,16 +9,14 @@ import pytest
 from orchestrator.run import run_study
 from orchestrator.validation import load_study
 
+from .conftest import start_local_ray
+
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def four_cpu_ray():
-    import ray
-
-    ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    yield
-    ray.shutdown()
+    yield from start_local_ray(4)
 
 
 def test_max_concurrent_trials_start_together(tmp_path: Path, write_study, four_cpu_ray) -> None:

@@ -83,7 +83,7 @@ def force_policy(model: nn.Module, temporal: Choice = None, channel: Choice = No
         ...     logits = model(clips)            # every dynamic layer computes every other frame
         ...     cost = clip_gflops(model)
     """
-    def choose(name: str, m: DynamicConv) -> tuple[torch.Tensor | int | None, torch.Tensor | int | None]:
+    def choose(name: str, m: DynamicConv) -> tuple[Pinned, Pinned]:
         return _check(temporal, m.num_temporal, "temporal", name), _check(channel, m.num_channel, "channel", name)
 
     with _pinned(model, "force_policy", choose):
