@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cheap_ops import ChannelCheapOp, TemporalCheapOp
-from .derived import derived
+from .derived import derived, parameter
 from .gate import SoftModulationGate
 from .hard_path import HardPath
 from .record import LayerCosts, LayerRecord
@@ -212,9 +212,13 @@ class DynamicConv(HardPath, LayerCosts, nn.Module):
 
     def _post5(self, channels: slice = slice(None)) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The absorbed (scale, shift) of ``channels``, shaped (1, c, 1, 1, 1); (None, None) without one."""
-        if self.post_scale is None:
+        scale, shift = parameter(self, "post_scale"), parameter(self, "post_shift")
+        if scale is None:
             return None, None
-        return self.post_scale[channels].view(1, -1, 1, 1, 1), self.post_shift[channels].view(1, -1, 1, 1, 1)
+        if channels == slice(None):  # every forward of a layer with an absorbed affine asks for these
+            return derived(self._cache, "post5", (scale, shift),
+                           lambda: (scale.view(1, -1, 1, 1, 1), shift.view(1, -1, 1, 1, 1)))
+        return scale[channels].view(1, -1, 1, 1, 1), shift[channels].view(1, -1, 1, 1, 1)
 
     def _apply_post(self, y5: torch.Tensor) -> torch.Tensor:
         a5, b5 = self._post5()
@@ -230,7 +234,7 @@ class DynamicConv(HardPath, LayerCosts, nn.Module):
             bias = (self.bias * a).detach() if self.bias is not None else torch.zeros_like(a)
             return weight, bias, bias + self.post_shift
 
-        sources = (self.weight, self.bias, self.post_scale, self.post_shift)
+        sources = [parameter(self, n) for n in ("weight", "bias", "post_scale", "post_shift")]
         weight, bias, bias_shift = derived(self._cache, "fused", sources, fuse)
         return weight, bias_shift if with_shift else bias
 
@@ -253,20 +257,23 @@ class DynamicConv(HardPath, LayerCosts, nn.Module):
         """(B, S_t) temporal and (B, S_c) channel weights after any pinned policy, the gate's own output, and
         the weights as Python rows ``[V_c..., V_t...]`` (one host read: the policy decisions are made on them)."""
         b = x5.shape[0]
-        v = self.gate(x5) if self.gate is not None else None
+        gate = self._modules.get("gate")  # None (an attribute) for a static spec
+        v = gate(x5) if gate is not None else None
         gated_t, gated_c = v is not None and self.num_temporal > 1, v is not None and self.num_channel > 1
         ones = None if gated_t and gated_c else self._constant(("ones", b), x5, lambda: x5.new_ones(b, 1))
-        vt = v[:, : self.gate.num_temporal] if gated_t else ones
-        vc = v[:, v.shape[1] - self.gate.num_channel:] if gated_c else ones
         if self.forced_temporal is not None:
             vt, gated_t = self._one_hot(self.forced_temporal, b, self.num_temporal, x5), False
+        else:
+            vt = v[:, : gate.num_temporal] if gated_t else ones
         if self.forced_channel is not None:
             vc, gated_c = self._one_hot(self.forced_channel, b, self.num_channel, x5), False
+        else:
+            vc = v[:, v.shape[1] - gate.num_channel:] if gated_c else ones
         if self.spec.stability.normalize_weights:  # a clip's weights sum to 1 per dimension (0 stays 0: layer skipped)
             floor = self.spec.stability.normalize_floor
             vt = vt / vt.sum(1, keepdim=True).clamp(min=floor)
             vc = vc / vc.sum(1, keepdim=True).clamp(min=floor)
-        rows = torch.cat([vc, vt], 1).tolist()
+        rows = [c + t for c, t in zip(vc.tolist(), vt.tolist())]
         if not self.spec.stability.skip_layers and (gated_t or gated_c):
             # a gated dimension weighted all zero takes its cheapest alternative (pinned ones never are)
             nc = self.num_channel
@@ -274,7 +281,7 @@ class DynamicConv(HardPath, LayerCosts, nn.Module):
             dead_t = gated_t and any(max(r[nc:]) <= 0 for r in rows)
             if dead_c or dead_t:
                 vt, vc = (self._no_skip(vt) if dead_t else vt), (self._no_skip(vc) if dead_c else vc)
-                rows = torch.cat([vc, vt], 1).tolist()
+                rows = [c + t for c, t in zip(vc.tolist(), vt.tolist())]
         return vt, vc, v, rows
 
     @staticmethod
@@ -308,6 +315,14 @@ class DynamicConv(HardPath, LayerCosts, nn.Module):
             raise ValueError(f"a per-clip pinned policy has {idx.shape[0]} entries for a batch of {b} clips")
         return F.one_hot(idx, n).to(like.dtype)
 
+    def _decoded(self, code: int) -> tuple[list[int], list[int]]:
+        """`_decode`, kept per code (the lists are only read)."""
+        table = self.__dict__.setdefault("_decode_table", {})
+        found = table.get(code)
+        if found is None:
+            found = table[code] = self._decode(code)
+        return found
+
     def _codes(self, rows: list[list[float]]) -> list[int]:
         """Each clip's policy as one bit code (bit i: gate output i of ``[V_c..., V_t...]`` is in use)."""
         return [sum(1 << i for i, w in enumerate(row) if w > 0) for row in rows]
@@ -329,9 +344,10 @@ class DynamicConv(HardPath, LayerCosts, nn.Module):
         ``x`` is the native input of the clips concerned; returns logical (b, channels, T_o/R, H_o, W_o).
         ``params`` replaces (weight, bias) (the fused ones of `_fused_weight`).
         """
-        weight, bias = params if params is not None else (self.weight, self.bias)
-        weight = weight[:channels]
-        bias = bias[:channels] if bias is not None else None
+        weight, bias = params if params is not None else (parameter(self, "weight"), parameter(self, "bias"))
+        if channels < self.out_channels:
+            weight = weight[:channels]
+            bias = bias[:channels] if bias is not None else None
         groups = self.groups
         if groups > 1:
             groups = channels // (self.out_channels // self.groups)
@@ -407,7 +423,7 @@ class DynamicConv(HardPath, LayerCosts, nn.Module):
         # hard: clips that use the same alternatives run together, at their own reduced size
         uniq = sorted(set(codes))
         if len(uniq) == 1:
-            alts_c, alts_t = self._decode(uniq[0])
+            alts_c, alts_t = self._decoded(uniq[0])
             if not alts_c or not alts_t:
                 return self._skipped_output(b, height, width, x)
             return self._to_native(self._hard_group(x, vc, vt, alts_c, alts_t, rows))

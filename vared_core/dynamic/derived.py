@@ -7,7 +7,7 @@ from typing import TypeVar
 import torch
 from torch import nn
 
-__all__ = ["batchnorm_sources", "derived"]
+__all__ = ["batchnorm_sources", "derived", "parameter"]
 
 T = TypeVar("T")
 
@@ -36,4 +36,13 @@ def batchnorm_sources(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor
     their version counters, but advances ``num_batches_tracked`` with an in-place add (``nn.BatchNorm*`` and the
     engine's SyncBatchNorm alike), so that counter's version stands for the statistics it came with.
     """
-    return bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.num_batches_tracked
+    params, buffers = bn._parameters, bn._buffers  # the registries themselves: a µs less per read than `bn.weight`
+    return (params.get("weight"), params.get("bias"), buffers.get("running_mean"), buffers.get("running_var"),
+            buffers.get("num_batches_tracked"))
+
+
+def parameter(module: nn.Module, name: str) -> torch.Tensor | None:
+    """``module.<name>`` for a registered parameter or buffer, read from its registry: ``nn.Module.__getattr__``
+    costs about a microsecond a read, which a dynamic layer's inference forward, reading a dozen, would notice."""
+    found = module._parameters.get(name)
+    return found if found is not None or name in module._parameters else module._buffers.get(name)

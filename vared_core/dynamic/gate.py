@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .derived import batchnorm_sources, derived
+from .derived import batchnorm_sources, derived, parameter
 
 __all__ = ["SoftModulationGate"]
 
@@ -95,19 +95,24 @@ class SoftModulationGate(nn.Module):
             summed = x.permute(0, 2, 3, 4, 1).flatten(2, 3).sum(2).flatten(1)  # (B, T·C), frame-major
         else:
             summed = x.sum(dim=(3, 4)).flatten(1)  # (B, C·T), channel-major as fc1 reads it
-        w1, b1 = self._folded(frame_major=channels_last)
-        h = torch.tanh_(torch.addmm(b1, summed, w1.t(), alpha=1.0 / (x.shape[3] * x.shape[4])))
-        return torch.relu_(torch.tanh_(torch.addmm(self.beta, h, self.fc2.weight.t())))
+        w1t, b1, w2t, beta = self._folded(frame_major=channels_last)
+        h = torch.addmm(b1, summed, w1t, alpha=1.0 / (x.shape[3] * x.shape[4])).tanh_()
+        return torch.addmm(beta, h, w2t).tanh_().relu_()
 
-    def _folded(self, frame_major: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """fc1 with the eval BatchNorm folded in, ``bn(fc1(p)) = p·W'ᵀ + b'``, its columns in (T, C) order when
-        ``frame_major``; rebuilt when a tensor it comes from changes."""
-        def fold() -> tuple[torch.Tensor, torch.Tensor]:
-            scale = self.bn.weight / torch.sqrt(self.bn.running_var + self.bn.eps)
-            weight = self.fc1.weight * scale[:, None]
+    def _folded(self, frame_major: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What `_infer` multiplies by: fc1 with the eval BatchNorm folded in, ``bn(fc1(p)) = p·W'ᵀ + b'``, as
+        (W'ᵀ, b', fc2's Wᵀ, β), W' with its columns in (T, C) order when ``frame_major``; rebuilt when a tensor it
+        comes from changes (read from the registries, see `parameter`: the gates of X3D-M run 52 times a forward)."""
+        fc1, bn, fc2 = self._modules["fc1"], self._modules["bn"], self._modules["fc2"]
+        w1, b1, w2 = parameter(fc1, "weight"), parameter(fc1, "bias"), parameter(fc2, "weight")
+        beta = parameter(self, "beta")
+
+        def fold() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            weight = w1 * scale[:, None]
             if frame_major:  # column c·T + t → t·C + c
                 weight = weight.unflatten(1, (self.in_channels, self.in_frames)).transpose(1, 2).flatten(1).contiguous()
-            return weight, (self.fc1.bias - self.bn.running_mean) * scale + self.bn.bias
+            return weight.t(), (b1 - bn.running_mean) * scale + bn.bias, w2.t(), beta
 
-        sources = (self.fc1.weight, self.fc1.bias, *batchnorm_sources(self.bn))
+        sources = (w1, b1, *batchnorm_sources(bn), w2, beta)
         return derived(self.__dict__.setdefault("_derived", {}), ("folded", frame_major), sources, fold)

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import torch
 
-from .derived import batchnorm_sources, derived
+from .derived import batchnorm_sources, derived, parameter
 from .writes import add, channels, emit, fold, memory_format_of, mul, take, unfold
 
 __all__ = ["HardPath"]
@@ -173,11 +173,11 @@ class HardPath:
         t_op = self.temporal_ops[it - 1] if factor > 1 else None
         if torch.is_grad_enabled():
             return _DirectParts.make(self, ic, it)
-        sources = [self.post_scale, self.post_shift]
+        sources = [parameter(self, "post_scale"), parameter(self, "post_shift")]
         if op is not None and not op.bn.training:
             sources += batchnorm_sources(op.bn)
         if t_op is not None:
-            sources += [t_op.weight, t_op.bias]
+            sources += [parameter(t_op, "weight"), parameter(t_op, "bias")]
         key = ("direct", ic, it, op is not None and op.bn.training)
         return derived(self._cache, key, sources, lambda: _DirectParts.make(self, ic, it))
 

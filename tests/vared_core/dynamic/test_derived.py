@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from vared_core.dynamic.derived import batchnorm_sources, derived
+from vared_core.dynamic.derived import batchnorm_sources, derived, parameter
 from vared_core.engine.sync_batchnorm import SyncBatchNorm1d
 
 
@@ -45,3 +45,15 @@ def test_a_batchnorm_training_forward_renews_what_its_running_statistics_made(ba
     assert not torch.equal(renewed, first) and torch.equal(renewed, bn.running_mean) and len(made) == 2
     bn.load_state_dict({**bn.state_dict(), "running_var": torch.full((4,), 2.0)})
     assert len(made) == 2 and derived(cache, "mean", batchnorm_sources(bn), make) is not renewed and len(made) == 3
+
+
+def test_parameter_reads_what_attribute_access_reads() -> None:
+    """Registered parameters and buffers, ones registered as None, and names never registered all read as
+    ``getattr`` reads them (the dynamic layer's inference path relies on it)."""
+    conv, bn = nn.Conv3d(2, 3, 1, bias=False), nn.BatchNorm1d(3, track_running_stats=False)
+    read = [(conv, "weight"), (conv, "bias"), (bn, "weight"), (bn, "running_mean"), (bn, "num_batches_tracked")]
+    for module, name in read:
+        assert parameter(module, name) is getattr(module, name)
+    assert parameter(conv, "bias") is None and parameter(bn, "running_mean") is None
+    tracked = nn.BatchNorm1d(3)
+    assert parameter(tracked, "running_var") is tracked.running_var and parameter(tracked, "unknown") is None

@@ -160,7 +160,7 @@ def test_inference_folds_bn_into_fc1_and_follows_parameter_changes(memory_format
         gate.bn.running_var.uniform_(0.5, 2.0)
         gate.fc2.weight.normal_(0, 1.0)
     x = torch.randn(5, 6, 4, 7, 7).contiguous(memory_format=memory_format)
-    for step in range(2):
+    for step in range(3):
         with torch.enable_grad():
             reference = gate(x)  # the layers one by one, as in training code
         with torch.no_grad():
@@ -168,6 +168,9 @@ def test_inference_folds_bn_into_fc1_and_follows_parameter_changes(memory_format
         assert torch.allclose(folded, reference, atol=1e-6)
         with torch.no_grad():  # a fine-tune step changes the tensors in place: the fold must follow
             gate.bn.running_var.mul_(3.0)
-            gate.fc1.weight.add_(0.5)
+            gate.fc1.weight.add_(0.5) if step == 0 else gate.fc2.weight.mul_(-1.0)
+            gate.beta.add_(0.25)
+        if step == 1:  # new storage, as `.to()` or an assignment to `.data` gives
+            gate.fc1.weight.data = gate.fc1.weight.data * 2.0
     with torch.no_grad():
         assert not torch.allclose(gate(x), folded, atol=1e-3)
