@@ -67,6 +67,14 @@ def uniform_choices(dyn: nn.Module, temporal: int, channel: int) -> Choices:
     return {name: (temporal, channel) for name, _ in dynamic_layers(dyn)}
 
 
+def gate_choices(dyn: nn.Module, x: torch.Tensor) -> Choices:
+    """What the network's own gates choose for ``x``: per clip and layer, the largest alternative in use (the one
+    the conv computes; the hard path then mixes every alternative whose weight is above zero)."""
+    with torch.no_grad():
+        dyn(x)
+    return {name: (m.last.temporal_choice.clone(), m.last.channel_choice.clone()) for name, m in dynamic_layers(dyn)}
+
+
 def mixed_choices(dyn: nn.Module, batch: int, seed: int = 0) -> Choices:
     """Every clip its own alternative per dimension at every layer, drawn uniformly (fixed seed)."""
     gen = torch.Generator().manual_seed(seed)
@@ -234,15 +242,17 @@ def bench_network(static: nn.Module, x: torch.Tensor, include, batches: list[int
         xb = x[:batch]
         pols = {name: uniform_choices(dyn, t, c) for name, (t, c) in UNIFORM.items()}
         pols["mixed"] = mixed_choices(dyn, batch)
+        pols["gated"] = gate_choices(dyn, xb)  # the bound's choices; the dynamic net runs unpinned
         fns: dict[str, Callable[[], object]] = {"static": lambda: static(xb)}
         if compile_:
             compiled_static = _compiled(static)
             fns["static/compiled"] = lambda: compiled_static(xb)
             compiled_dyn = _compiled(dyn)
         for pol, choices in pols.items():
-            fns[pol] = _run_pinned(dyn, dyn, choices, xb)
+            fns[pol] = (lambda: dyn(xb)) if pol == "gated" else _run_pinned(dyn, dyn, choices, xb)
             if compile_:
-                fns[f"{pol}/compiled"] = _run_pinned(compiled_dyn, dyn, choices, xb)
+                fns[f"{pol}/compiled"] = (lambda: compiled_dyn(xb)) if pol == "gated" else \
+                    _run_pinned(compiled_dyn, dyn, choices, xb)
             if bounds:
                 bound = bound_network(static, dyn, choices)
                 fns[f"bound:{pol}"] = lambda n=bound: n(xb)
@@ -258,7 +268,7 @@ def bench_network(static: nn.Module, x: torch.Tensor, include, batches: list[int
             full_gflops = clip_gflops(dyn).mean().item()
         per_policy = {}
         for pol, choices in pols.items():
-            with torch.no_grad(), force_layer_policies(dyn, choices):
+            with torch.no_grad(), force_layer_policies(dyn, {} if pol == "gated" else choices):
                 dyn(xb)
                 gflops = clip_gflops(dyn).mean().item()
             form = pol if not compile_ or best[pol] <= best[f"{pol}/compiled"] else f"{pol}/compiled"

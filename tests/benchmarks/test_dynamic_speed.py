@@ -48,9 +48,10 @@ def test_a_run_reports_every_policy_at_every_batch_size(bench) -> None:
     results = bench.bench_network(static, x, ["0", "6"], [1, 2], repeats=1)
     assert [r["batch"] for r in results] == [1, 2]
     for r in results:
-        assert set(r["policies"]) == {"full", "half_channel", "half_temporal", "half_both", "mixed"}
+        assert set(r["policies"]) == {"full", "half_channel", "half_temporal", "half_both", "mixed", "gated"}
         for row in r["policies"].values():
-            assert row["measured_over_bound"] == pytest.approx(row["measured_speedup"] / row["bound_speedup"], rel=0.01)
+            measured, bound = row["measured_speedup"], row["bound_speedup"]  # each rounded to 3 decimals
+            assert row["measured_over_bound"] == pytest.approx(measured / bound, rel=0.01 + 1e-3 / min(measured, bound))
     # the mixed policy really differs per clip and per layer
     dyn = dynamize(static, DynamicSpec(search_space=2), clip_shape=(4, 4, 8, 8), include=["0", "6"])
     choices = bench.mixed_choices(dyn, 8)

@@ -1,9 +1,11 @@
 """Hard mode of `DynamicConv` (evaluation): clips grouped by policy, each group's conv at its reduced size.
 
-Three branches, each reached by the equivalence tests (`tests/vared_core/dynamic/test_equivalence.py`):
+Four branches, each reached by the equivalence tests (`tests/vared_core/dynamic/test_equivalence.py`):
 
-* ``_hard_assembled`` — several alternatives in a dimension, or a forward that records gradients: the
+* ``_hard_assembled`` — a forward that records gradients (or a cheap op's BatchNorm in training mode): the
   conv at the largest alternative in use, then eq. 3.5 through `DynamicConv._assemble`, as soft mode.
+* ``_hard_mixture`` — several alternatives in a dimension without autograd (a gate that keeps more than one
+  open): the same conv, then eq. 3.5 written part by part into one output buffer, every factor folded in.
 * ``_hard_direct`` — one alternative per dimension without autograd (pinned policies, hard-gated
   inference): computed and rebuilt parts written straight into one output buffer, the gate weights
   and any absorbed BatchNorm affine applied while writing (`writes.emit`).
@@ -17,7 +19,7 @@ from typing import NamedTuple
 import torch
 
 from .derived import batchnorm_sources, derived, parameter
-from .writes import add, channels, emit, fold, memory_format_of, mul, take, unfold
+from .writes import add, affine_into, channels, emit, fold, memory_format_of, mul, take, unfold
 
 __all__ = ["HardPath"]
 
@@ -25,6 +27,13 @@ __all__ = ["HardPath"]
 def _gated(shift: torch.Tensor | None, v5: torch.Tensor) -> torch.Tensor | None:
     """A shift scaled by per-clip gate weights (None, a zero shift, stays None)."""
     return None if shift is None else shift * v5
+
+
+def _from_channel(t: torch.Tensor, k: int, channels: int) -> torch.Tensor:
+    """A per-channel factor ``t`` (n, channels - k, 1, 1, 1) of channels k.. as one over all ``channels``, zero below k."""
+    full = t.new_zeros(t.shape[0], channels, 1, 1, 1)
+    full[:, k:] = t
+    return full
 
 
 class _DirectParts(NamedTuple):
@@ -96,8 +105,81 @@ class HardPath:
         """
         grad = torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
         if len(alts_c) > 1 or len(alts_t) > 1 or grad:
-            return self._hard_assembled(x, vc, vt, alts_c, alts_t, out, rows)
+            batch_stats = any(self.channel_ops[i - 1].bn.training for i in alts_c if i > 0)
+            if grad or batch_stats:
+                return self._hard_assembled(x, vc, vt, alts_c, alts_t, out, rows)
+            return self._hard_mixture(x, vc, vt, alts_c, alts_t, out, rows)
         return self._hard_direct(x, vc, vt, alts_c[0], alts_t[0], weights, out, rows)
+
+    def _hard_mixture(
+        self, x: torch.Tensor, vc: torch.Tensor, vt: torch.Tensor, alts_c: list[int], alts_t: list[int],
+        out: torch.Tensor | None, rows: list[int] | None,
+    ) -> torch.Tensor:
+        """`_hard_group` for several alternatives in a dimension, without autograd: eq. 3.5 written part by part
+        into the output instead of assembled term by term (what a gate that keeps more than one alternative open
+        costs at inference).
+
+        The conv runs once at the largest alternative in use: k₀ channels at every R₀-th frame (``y``). Channel c
+        of the channel mixture is ``Σ_{i: k_i > c} V_c[i]·y[c] + Σ_{i: k_i ≤ c} V_c[i]·Φ^c_i(y[:k_i])[c - k_i]``;
+        output frame t is ``Σ_j V_t[j]·(w_j[t mod R_j]·Y_c[t - t mod R_j] + b_j[t mod R_j])``. Each Φ^c's
+        BatchNorm, Φ^t's biases and the absorbed affine ride in per-channel factors, so every part of the output
+        is written once and each further term added to it in place.
+        """
+        b = vc.shape[0]
+        k0, r0 = self.channel_counts[alts_c[0]], self.temporal_factors[alts_t[0]]
+        y5 = self._reduced_conv(x, k0, r0)
+        target = out
+        if out is not None and rows is not None:  # consecutive rows are a slice of the batch output
+            target = out[rows[0] : rows[0] + b] if rows == list(range(rows[0], rows[0] + b)) else None
+        result = target if target is not None else self._new_output(y5)
+        a5, s5 = self._post5()
+        v_c = {i: vc[:, i].view(b, 1, 1, 1, 1) if self.num_channel > 1 else None for i in alts_c}
+        if len(alts_t) == 1 and r0 == 1:  # time keeps every frame: the channel mixture is the output
+            gain = a5 if self.num_temporal == 1 else mul(a5, vt[:, alts_t[0]].view(b, 1, 1, 1, 1))
+            self._write_channel_mixture(y5, v_c, alts_c, result, gain, s5)
+        else:
+            mixed = self._new_output(y5)[:, :, : y5.shape[2]]  # Y_c at the computed frames
+            self._write_channel_mixture(y5, v_c, alts_c, mixed, None, None)
+            self._write_temporal_mixture(mixed, vt, alts_t, r0, result, a5, s5)
+        if out is None:
+            return result
+        if target is None:
+            emit(result, None, None, out, rows)
+        return out
+
+    def _write_channel_mixture(self, y5: torch.Tensor, v_c: dict[int, torch.Tensor | None], alts_c: list[int],
+                               dst: torch.Tensor, gain: torch.Tensor | None, shift: torch.Tensor | None) -> None:
+        """``dst`` (b, C, T', H, W) = gain·Y_c + shift, Y_c the gate-weighted sum of the channel alternatives
+        ``alts_c`` (weights ``v_c``, None = 1) built from the computed block ``y5`` (b, k₀, T', H, W)."""
+        k0, c_out = y5.shape[1], self.out_channels
+        coef = None  # per channel of y: the summed weights of the alternatives that computed that channel
+        shift_all = shift
+        rebuilds = []
+        for i in alts_c:
+            k = self.channel_counts[i]
+            if i == alts_c[0]:
+                coef = v_c[i]  # the first alternative computed every channel of y
+            elif k == k0:  # (tiny layers: a smaller alternative can round up to the same count)
+                coef = coef + v_c[i]
+            else:  # a later one computed only y's first k channels
+                band = v_c[i].new_zeros(v_c[i].shape[0], k0, 1, 1, 1)
+                band[:, :k] = v_c[i]
+                coef = coef + band
+            if k < c_out:
+                op = self.channel_ops[i - 1]
+                bn_scale, bn_shift = derived(self._cache, ("rebuild_bn", i), batchnorm_sources(op.bn),
+                                             lambda op=op: [t.view(1, -1, 1, 1, 1) for t in op.bn_affine()])
+                g = channels(gain, slice(k, None))
+                rebuilds.append((i, k, op, mul(mul(bn_scale, v_c[i]), g)))
+                shift_all = add(shift_all, _from_channel(mul(mul(bn_shift, v_c[i]), g), k, c_out))
+        affine_into(y5, mul(coef, channels(gain, slice(k0))), channels(shift_all, slice(k0)), dst[:, :k0])
+        b = y5.shape[0]
+        for i, k, op, scale in rebuilds:
+            rebuilt = unfold(op.conv(fold(y5[:, :k])), b)
+            if i == alts_c[0]:  # its rebuild writes channels k₀.., which nothing has written yet
+                affine_into(rebuilt, scale, channels(shift_all, slice(k, None)), dst[:, k:])
+            else:
+                dst[:, k:].addcmul_(rebuilt, scale)
 
     def _hard_assembled(
         self, x: torch.Tensor, vc: torch.Tensor, vt: torch.Tensor, alts_c: list[int], alts_t: list[int],
@@ -164,6 +246,42 @@ class HardPath:
                 shift = shift_unit if vt5 is None else add(_gated(gated_shift, vt5), shift_s)
                 emit(computed[:, :, :n], frame_scale, shift, out[:, :, j::factor], rows, src_in_batch=True)
         return out
+
+    def _write_temporal_mixture(self, mixed: torch.Tensor, vt: torch.Tensor, alts_t: list[int], r0: int,
+                                dst: torch.Tensor, a5: torch.Tensor | None, s5: torch.Tensor | None) -> None:
+        """``dst`` (b, C, T_o, H, W) = a·Σ_j V_t[j]·f^t(Y_c, j) + s, from ``mixed`` = Y_c at every ``r0``-th frame.
+
+        Output frames t ≡ ρ (mod R_max) read, for alternative j, the computed frame t - (ρ mod R_j) with Φ^t_j's
+        weight and bias of offset ρ mod R_j: a strided view each, so a residue class is one write plus one
+        in-place multiply-add per further frame offset."""
+        b = vt.shape[0]
+        r_max = self.temporal_factors[alts_t[-1]]
+        tables = {j: self.temporal_ops[j - 1].tables() for j in alts_t if j > 0}
+        for rho in range(r_max):
+            n = len(range(rho, self.out_frames, r_max))
+            if n == 0:
+                continue
+            coefs: dict[int, torch.Tensor] = {}  # frame offset back → its per-clip, per-channel weight
+            const = None
+            for j in alts_t:
+                v = vt[:, j].view(b, 1, 1, 1, 1)
+                offset = rho % self.temporal_factors[j]
+                if j == 0 or offset == 0:
+                    w, bias = v, None
+                else:
+                    scale, shift = tables[j]
+                    w, bias = scale[offset].view(1, -1, 1, 1, 1) * v, shift[offset].view(1, -1, 1, 1, 1) * v
+                coefs[offset] = add(coefs.get(offset), w)
+                const = add(const, bias)
+            first = True
+            view = dst[:, :, rho::r_max]
+            for offset, w in coefs.items():
+                src = mixed[:, :, (rho - offset) // r0 :: r_max // r0][:, :, :n]
+                if first:
+                    affine_into(src, mul(a5, w), add(None if const is None else mul(a5, const), s5), view)
+                    first = False
+                else:
+                    view.addcmul_(src, mul(a5, w))
 
     def _direct_parts(self, ic: int, it: int) -> _DirectParts:
         """`_DirectParts` of the alternatives (``ic``, ``it``); under ``no_grad`` kept until a tensor they

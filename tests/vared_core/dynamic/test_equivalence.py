@@ -41,7 +41,7 @@ BATCH = 4
 BACKBONES = sorted(n for n in list_models() if n.endswith("_tiny"))
 DIMS = {"temporal": (True, False), "channel": (False, True), "both": (True, True)}
 POLICIES = ("gates", "uniform", "pinned", "mixed", "skipping")
-HARD_BRANCHES = ("_hard_direct", "_hard_assembled", "_hard_mixed", "_skipped_output", "_fill_skipped")
+HARD_BRANCHES = ("_hard_direct", "_hard_assembled", "_hard_mixture", "_hard_mixed", "_skipped_output", "_fill_skipped")
 
 
 @pytest.fixture
@@ -170,7 +170,7 @@ def _sweep(name: str, s: int, dims: str, normalize: bool, hard_paths: Counter) -
     bad = {k: e for k, e in errors.items() if e > RTOL}
     assert not bad, f"outputs differ from soft mode beyond {RTOL}: {bad}"
     assert len(errors) == len(POLICIES) * 15
-    assert hard_paths["_hard_direct"] + hard_paths["_hard_assembled"] > 0
+    assert hard_paths["_hard_direct"] + hard_paths["_hard_assembled"] + hard_paths["_hard_mixture"] > 0
 
 
 # The per-backbone factors (S × dims × weights) in a covering design: each of their 12 combinations runs on one
@@ -277,14 +277,22 @@ def test_direct_branch_scales_temporal_bias_by_temporal_weight_only(fused: bool,
     assert _relative_error(y, ref) <= RTOL
 
 
-def test_assembled_branch_with_grad_and_with_several_alternatives(hard_paths: Counter) -> None:
-    conv = _one_conv(DynamicSpec(search_space=2), [0.8, 0.8, 0.5, 0.6])  # every alternative in use
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("s, beta", [(2, [0.8, 0.8, 0.5, 0.6]), (3, [0.8, 0.3, 0.2, 0.9, 0.4, 0.3]),
+                                     (3, [-1.0, 0.3, 0.2, -1.0, 0.4, 0.3])])
+def test_several_alternatives_mix_without_grad_and_assemble_with_it(s: int, beta: list, fused: bool,
+                                                                    hard_paths: Counter) -> None:
+    # every alternative in use; with S = 3 also the two reduced ones only (full ones closed): the conv then
+    # computes half the channels at every other frame, and the mixture rebuilds from that
+    conv = _one_conv(DynamicSpec(search_space=s), beta)
+    if fused:
+        conv.absorb_affine(torch.rand(12) + 0.5, torch.randn(12))
     x = torch.randn(3, 8, 6, 10, 10)
     ref, without_grad = _soft_and_hard(conv, x, hard_paths)
+    assert hard_paths["_hard_mixture"] == 1 and hard_paths["_hard_assembled"] + hard_paths["_hard_direct"] == 0
     with dynamic_mode(conv, "hard"):
         with_grad = conv(x)
-    assert with_grad.requires_grad
-    assert hard_paths["_hard_assembled"] == 2 and hard_paths["_hard_direct"] == 0
+    assert with_grad.requires_grad and hard_paths["_hard_assembled"] == 1
     assert _relative_error(with_grad, ref) <= RTOL and _relative_error(without_grad, ref) <= RTOL
 
 
@@ -293,13 +301,13 @@ def test_mixed_branch_groups_clips_and_fills_skipped_ones(hard_paths: Counter) -
     #   t0 = φ(4h - 0.2), t1 = φ(-4h - 0.2), c0 = φ(-4h + 1), c1 = φ(4h)
     conv = _one_conv(DynamicSpec(search_space=2), [-0.2, -0.2, 1.0, 0.0], reads_mean=[4.0, -4.0, -4.0, 4.0])
     conv.absorb_affine(torch.rand(12) + 0.5, torch.randn(12))
-    means = torch.tensor([1.0, -1.0, 0.1, 0.0, 1.0])  # t0·c1, t1·c0 (direct), t0·c0+c1 (assembled), skip, t0·c1
+    means = torch.tensor([1.0, -1.0, 0.1, 0.0, 1.0])  # t0·c1, t1·c0 (direct), t0·c0+c1 (mixture), skip, t0·c1
     x = means.view(-1, 1, 1, 1, 1) + 0.1 * torch.randn(5, 8, 6, 10, 10)
     ref, y = _soft_and_hard(conv, x, hard_paths)
     choices = list(zip(conv.last.channel_choice.tolist(), conv.last.temporal_choice.tolist()))
     assert choices == [(1, 0), (0, 1), (0, 0), (0, -1), (1, 0)]  # clip 3: no temporal alternative
     assert hard_paths["_hard_mixed"] == 1 and hard_paths["_fill_skipped"] == 1
-    assert hard_paths["_hard_direct"] == 2 and hard_paths["_hard_assembled"] == 1
+    assert hard_paths["_hard_direct"] == 2 and hard_paths["_hard_mixture"] == 1 and hard_paths["_hard_assembled"] == 0
     assert _relative_error(y, ref) <= RTOL
     assert torch.equal(y[3], conv.post_shift.view(12, 1, 1, 1).expand_as(y[3]))  # a skip outputs the shift
 
@@ -308,5 +316,39 @@ def test_skipped_branch_when_every_clip_skips(hard_paths: Counter) -> None:
     conv = _one_conv(DynamicSpec(search_space=2), [-1.0, -1.0, 0.5, 0.6])  # temporal weights all zero
     conv.absorb_affine(torch.ones(12), torch.randn(12))
     ref, y = _soft_and_hard(conv, torch.randn(2, 8, 6, 10, 10), hard_paths)
-    assert hard_paths["_skipped_output"] == 1 and hard_paths["_hard_direct"] + hard_paths["_hard_assembled"] == 0
+    assert hard_paths["_skipped_output"] == 1
+    assert hard_paths["_hard_direct"] + hard_paths["_hard_assembled"] + hard_paths["_hard_mixture"] == 0
     assert _relative_error(y, ref) <= RTOL
+
+
+def test_mixture_when_two_channel_alternatives_round_to_the_same_count(hard_paths: Counter) -> None:
+    # 2 output channels with S = 3 compute 2, 1 and 1 channels: alternatives 1 and 2 share a count
+    torch.manual_seed(0)
+    conv = DynamicConv.build(nn.Conv3d(4, 2, (1, 3, 3), padding=(0, 1, 1)), DynamicSpec(search_space=3),
+                             in_frames=4, name="conv").eval()
+    assert conv.channel_counts == [2, 1, 1]
+    with torch.no_grad():
+        conv.gate.beta.copy_(torch.tensor([-1.0, 0.4, 0.3, -1.0, 0.5, 0.7]))  # t1, t2 and c1, c2 in use
+        for op in conv.channel_ops:
+            op.bn.running_mean.normal_(0, 0.2)
+            op.bn.bias.normal_(0, 0.5)
+    conv.absorb_affine(torch.rand(2) + 0.5, torch.randn(2))
+    ref, y = _soft_and_hard(conv, torch.randn(3, 4, 4, 6, 6), hard_paths)
+    assert hard_paths["_hard_mixture"] == 1
+    assert _relative_error(y, ref) <= RTOL
+
+
+def test_mixture_follows_in_place_changes_of_the_cheap_ops(hard_paths: Counter) -> None:
+    """The mixture keeps Φ^c's folded BatchNorm between forwards; a fine-tune step changing it, or Φ^t, in place
+    must reach the next output."""
+    conv = _one_conv(DynamicSpec(search_space=2), [0.8, 0.8, 0.5, 0.6])  # every alternative in use
+    conv.absorb_affine(torch.rand(12) + 0.5, torch.randn(12))
+    x = torch.randn(2, 8, 6, 10, 10)
+    ref, y = _soft_and_hard(conv, x, hard_paths)
+    assert hard_paths["_hard_mixture"] == 1 and _relative_error(y, ref) <= RTOL
+    with torch.no_grad():
+        conv.channel_ops[0].bn.running_mean.add_(0.3)
+        conv.temporal_ops[0].bias.add_(0.2)
+    ref_after, y_after = _soft_and_hard(conv, x, hard_paths)
+    assert not torch.allclose(ref_after, ref, atol=1e-3)
+    assert hard_paths["_hard_mixture"] == 1 and _relative_error(y_after, ref_after) <= RTOL
