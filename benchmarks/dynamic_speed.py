@@ -4,8 +4,9 @@ For a network and its dynamized twin (S = 2, both dimensions, inference form) th
 
 * the static network in its fastest form (NCDHW or channels_last_3d; with ``--compile`` also compiled);
 * the dynamic network under each policy: ``full``, ``half_channel``, ``half_temporal``, ``half_both`` (every
-  layer and clip pinned alike) and ``mixed`` (every clip its own policy at every layer, drawn uniformly with a
-  fixed seed: what inference meets);
+  layer and clip pinned alike), ``mixed`` (every clip its own policy at every layer, drawn uniformly with a
+  fixed seed: what inference meets) and ``gated`` (nothing pinned: the network's own gates decide, and with an
+  untrained gate every alternative stays open, so each layer runs its full conv and mixes them all);
 * each policy's **bound**: the static network with every dynamic conv replaced by the least work that yields
   its full output under the same per-clip, per-layer policies (`ReducedOnly`: the conv at the kept channels
   and frames of each group of clips, plain copies for the rest, no gate and no cheap-op arithmetic).
