@@ -315,14 +315,6 @@ class DynamicConv(HardPath, LayerCosts, nn.Module):
             raise ValueError(f"a per-clip pinned policy has {idx.shape[0]} entries for a batch of {b} clips")
         return F.one_hot(idx, n).to(like.dtype)
 
-    def _decoded(self, code: int) -> tuple[list[int], list[int]]:
-        """`_decode`, kept per code (the lists are only read)."""
-        table = self.__dict__.setdefault("_decode_table", {})
-        found = table.get(code)
-        if found is None:
-            found = table[code] = self._decode(code)
-        return found
-
     def _codes(self, rows: list[list[float]]) -> list[int]:
         """Each clip's policy as one bit code (bit i: gate output i of ``[V_c..., V_t...]`` is in use)."""
         return [sum(1 << i for i, w in enumerate(row) if w > 0) for row in rows]
@@ -423,7 +415,7 @@ class DynamicConv(HardPath, LayerCosts, nn.Module):
         # hard: clips that use the same alternatives run together, at their own reduced size
         uniq = sorted(set(codes))
         if len(uniq) == 1:
-            alts_c, alts_t = self._decoded(uniq[0])
+            alts_c, alts_t = self._decode(uniq[0])
             if not alts_c or not alts_t:
                 return self._skipped_output(b, height, width, x)
             return self._to_native(self._hard_group(x, vc, vt, alts_c, alts_t, rows))

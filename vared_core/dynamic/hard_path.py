@@ -29,10 +29,10 @@ def _gated(shift: torch.Tensor | None, v5: torch.Tensor) -> torch.Tensor | None:
     return None if shift is None else shift * v5
 
 
-def _from_channel(t: torch.Tensor, k: int, channels: int) -> torch.Tensor:
-    """A per-channel factor ``t`` (n, channels - k, 1, 1, 1) of channels k.. as one over all ``channels``, zero below k."""
+def _on_channels(t: torch.Tensor, band: slice, channels: int) -> torch.Tensor:
+    """A factor ``t`` (n, c or 1, 1, 1, 1) of the channels in ``band`` as one over all ``channels``, zero elsewhere."""
     full = t.new_zeros(t.shape[0], channels, 1, 1, 1)
-    full[:, k:] = t
+    full[:, band] = t
     return full
 
 
@@ -162,16 +162,14 @@ class HardPath:
             elif k == k0:  # (tiny layers: a smaller alternative can round up to the same count)
                 coef = coef + v_c[i]
             else:  # a later one computed only y's first k channels
-                band = v_c[i].new_zeros(v_c[i].shape[0], k0, 1, 1, 1)
-                band[:, :k] = v_c[i]
-                coef = coef + band
+                coef = coef + _on_channels(v_c[i], slice(k), k0)
             if k < c_out:
                 op = self.channel_ops[i - 1]
                 bn_scale, bn_shift = derived(self._cache, ("rebuild_bn", i), batchnorm_sources(op.bn),
                                              lambda op=op: [t.view(1, -1, 1, 1, 1) for t in op.bn_affine()])
                 g = channels(gain, slice(k, None))
                 rebuilds.append((i, k, op, mul(mul(bn_scale, v_c[i]), g)))
-                shift_all = add(shift_all, _from_channel(mul(mul(bn_shift, v_c[i]), g), k, c_out))
+                shift_all = add(shift_all, _on_channels(mul(mul(bn_shift, v_c[i]), g), slice(k, None), c_out))
         affine_into(y5, mul(coef, channels(gain, slice(k0))), channels(shift_all, slice(k0)), dst[:, :k0])
         b = y5.shape[0]
         for i, k, op, scale in rebuilds:
@@ -273,13 +271,11 @@ class HardPath:
                     w, bias = scale[offset].view(1, -1, 1, 1, 1) * v, shift[offset].view(1, -1, 1, 1, 1) * v
                 coefs[offset] = add(coefs.get(offset), w)
                 const = add(const, bias)
-            first = True
             view = dst[:, :, rho::r_max]
-            for offset, w in coefs.items():
+            for m, (offset, w) in enumerate(coefs.items()):
                 src = mixed[:, :, (rho - offset) // r0 :: r_max // r0][:, :, :n]
-                if first:
+                if m == 0:
                     affine_into(src, mul(a5, w), add(None if const is None else mul(a5, const), s5), view)
-                    first = False
                 else:
                     view.addcmul_(src, mul(a5, w))
 

@@ -67,10 +67,15 @@ class LayerCosts:
         return macs
 
     def _decode(self, code: int) -> tuple[list[int], list[int]]:
-        """Channel and temporal alternatives in use, from a policy bit code."""
-        alts_c = [i for i in range(self.num_channel) if code >> i & 1]
-        alts_t = [j for j in range(self.num_temporal) if code >> (self.num_channel + j) & 1]
-        return alts_c, alts_t
+        """Channel and temporal alternatives in use, from a policy bit code; kept per code (every forward asks,
+        and the lists are only read)."""
+        table = self.__dict__.setdefault("_decoded", {})
+        found = table.get(code)
+        if found is None:
+            alts_c = [i for i in range(self.num_channel) if code >> i & 1]
+            alts_t = [j for j in range(self.num_temporal) if code >> (self.num_channel + j) & 1]
+            found = table[code] = (alts_c, alts_t)
+        return found
 
     def _code_tables(self, hw_out: tuple[int, int], device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
         """Per bit code: inference MACs (CPU float64), channel and temporal choice (-1: none in use), and
